@@ -1,6 +1,9 @@
-"""The ``rocm-dsa`` command line (typer). One module per command; this module only wires them."""
+"""The ``rocm-dsa`` command line (typer). One module per command, each exposing
+``register(app)``; this module only wires them. Commands whose module is absent are skipped."""
 
 from __future__ import annotations
+
+import importlib
 
 import typer
 
@@ -9,13 +12,27 @@ app = typer.Typer(
     help="DeepSeek Sparse Attention on AMD Instinct GPUs: run, check, compile, bench, serve.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
+
+#: command modules under rocm_dsa.cli, in help order
+COMMANDS = ("run", "check", "compile", "bench", "serve")
+_registered = False
 
 
 def _register() -> None:
-    from . import run as _run
-
-    app.command("run")(_run.run)
+    global _registered
+    if _registered:
+        return
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{name}":
+                continue
+            raise
+        mod.register(app)
+    _registered = True
 
 
 def main() -> None:
