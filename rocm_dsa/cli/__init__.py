@@ -15,6 +15,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+@app.callback()
+def _root() -> None:
+    """DeepSeek Sparse Attention on AMD Instinct GPUs: run, check, compile, bench, serve."""
+
+
 #: command modules under rocm_dsa.cli, in help order
 COMMANDS = ("run", "check", "compile", "bench", "serve")
 _registered = False
