@@ -55,14 +55,17 @@ def quant_max(fp8_dtype: torch.dtype) -> float:
 def cast_to_fp8(x: torch.Tensor, fp8_dtype: torch.dtype) -> torch.Tensor:
     """Round ``x`` to ``fp8_dtype`` with saturation (|x| clamps to the format max, never NaN).
 
-    torch's plain ``.to(float8)`` turns out-of-range values into NaN; this clamps first. For
-    e4m3fnuz the result never holds byte 0x80 (NaN there): -0 and tiny negatives become +0.
+    torch's plain ``.to(float8)`` turns out-of-range values into NaN; this clamps first (+-inf
+    saturate too). For e4m3fnuz a non-NaN input never gives byte 0x80 (NaN there): -0 and tiny
+    negatives become +0. A NaN input stays NaN in both encodings (0x7F/0xFF e4m3fn, 0x80
+    e4m3fnuz) so that bad activations are not silently zeroed.
     """
     m = fp8_max(fp8_dtype)
-    y = x.float().clamp(-m, m).to(fp8_dtype)
+    xf = x.float()
+    y = xf.clamp(-m, m).to(fp8_dtype)
     if fp8_dtype == torch.float8_e4m3fnuz:
         b = y.view(torch.uint8)
-        y = torch.where(b == 0x80, torch.zeros_like(b), b).view(fp8_dtype)
+        y = torch.where((b == 0x80) & ~torch.isnan(xf), torch.zeros_like(b), b).view(fp8_dtype)
     return y
 
 
@@ -103,9 +106,13 @@ def quantize_fp8(
         raise ValueError(f"scale_fmt: expected None or 'ue8m0', got {scale_fmt!r}")
     xb = x.float().reshape(*x.shape[:-1], x.shape[-1] // block_size, block_size)
     amax = xb.abs().amax(dim=-1).clamp_min(_AMAX_FLOOR)
-    scale = amax / quant_max(fp8_dtype)
+    # amax * (1 / max) as DeepSeek's kernel computes it (true division differs in the last bit
+    # between devices); ue8m0 = exact power-of-two ceiling from the float's exponent bits.
+    scale = amax * (1.0 / quant_max(fp8_dtype))
     if scale_fmt == "ue8m0":
-        scale = torch.exp2(torch.ceil(torch.log2(scale)))
+        m, e = torch.frexp(scale)
+        pow2 = torch.ldexp(torch.ones_like(scale), e - (m == 0.5).to(e.dtype))
+        scale = torch.where(torch.isfinite(scale), pow2, scale)
     q = cast_to_fp8(xb / scale.unsqueeze(-1), fp8_dtype).reshape(x.shape)
     return q, scale
 

@@ -38,6 +38,7 @@ __all__ = [
     "provider_names",
     "select",
     "prefer",
+    "record_selections",
 ]
 
 log = logging.getLogger("rocm_dsa")
@@ -163,6 +164,8 @@ class _Missing(Provider):
 
 _loaded: dict[str, Provider] = {}
 _preferred: contextvars.ContextVar[str | None] = contextvars.ContextVar("rocm_dsa_preferred", default=None)
+_recorder: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("rocm_dsa_recorder",
+                                                                                  default=None)
 
 
 def provider_names() -> list[str]:
@@ -226,7 +229,7 @@ def select(case: Case, provider: str | None = None) -> Provider:
                 f"provider {provider!r} (from {source}) cannot run {case.op} "
                 f"on {case.arch} (heads={case.heads}): {'; '.join(why)}"
             )
-        return p
+        return _record(case, p)
     order = list(PRIORITY.get(detect_vendor(case), ("reference",)))
     pref = _preferred.get()
     if pref is not None:
@@ -239,10 +242,29 @@ def select(case: Case, provider: str | None = None) -> Provider:
             if pref is not None and name != pref:
                 log.info("rocm_dsa: %s falls back from %s to %s: %s", case.op, pref, name,
                          "; ".join(reasons.get(pref, [])))
-            return p
+            return _record(case, p)
         reasons[name] = why
     detail = "; ".join(f"{n}: {', '.join(r)}" for n, r in reasons.items())
     raise ProviderError(f"no provider can run {case.op} on {case.arch} (heads={case.heads}): {detail}")
+
+
+def _record(case: Case, p: Provider) -> Provider:
+    rec = _recorder.get()
+    if rec is not None:
+        rec[case.op] = p.name
+    return p
+
+
+@contextlib.contextmanager
+def record_selections() -> Iterator[dict[str, str]]:
+    """Within the block, collect ``op -> provider name`` for every op dispatched (last call
+    wins), so callers can report which provider actually ran each op."""
+    rec: dict[str, str] = {}
+    token = _recorder.set(rec)
+    try:
+        yield rec
+    finally:
+        _recorder.reset(token)
 
 
 def detect_vendor(case: Case) -> str:

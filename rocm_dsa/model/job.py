@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .. import ops
-from ..backends import PRIORITY, prefer
+from ..backends import prefer, record_selections
 from ..cache import indexer_cache_views, mla_cache_rows, positions_to_slots
 from ..config import DSAConfig, deepseek_v32
 from ..testing import compare, topk_overlap
@@ -127,32 +127,12 @@ class JobReport:
 # ---------------------------------------------------------------------------------------------
 # provider bookkeeping
 # ---------------------------------------------------------------------------------------------
-class _FallbackLog(logging.Handler):
-    """Collects ``select``'s "falls back" records: op -> (preferred, used)."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.used: dict[str, tuple[str, str]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "falls back" in str(record.msg) and record.args and len(record.args) >= 3:
-            op, pref, name = record.args[:3]
-            self.used[str(op)] = (str(pref), str(name))
-
-
-def _provider_label(op: str, requested: str | None, device: torch.device, fallbacks: _FallbackLog) -> str:
-    """The provider that ran ``op``, as far as it can be told without asking ``select``."""
-    if op in fallbacks.used:
-        pref, name = fallbacks.used[op]
-        return f"{pref}→{name}"
-    env = os.environ.get(f"ROCM_DSA_BACKEND_{op.upper()}") or os.environ.get("ROCM_DSA_BACKEND")
-    if env and env != "auto":
-        return env
-    if requested:
-        return requested
-    if device.type == "cpu" and len(PRIORITY.get("cpu", ())) == 1:
-        return PRIORITY["cpu"][0]
-    return "auto"
+def _provider_label(op: str, requested: str | None, chosen: dict[str, str]) -> str:
+    """The provider that ran ``op`` (as recorded by ``select``), "pref→used" after a fallback."""
+    name = chosen.get(op, "-")
+    if requested and name not in ("-", requested):
+        return f"{requested}→{name}"
+    return name
 
 
 def _is_reference(label: str) -> bool:
@@ -260,16 +240,12 @@ def run_job(opts: JobOptions) -> JobReport:
     outs = [torch.zeros(t, cfg.hidden_size) for t in totals]
     has_out = [torch.zeros(t, dtype=torch.bool) for t in totals]
 
-    fallbacks = _FallbackLog()
-    old_level = log.level
-    log.addHandler(fallbacks)
-    log.setLevel(logging.INFO)
     traces: list[StepTrace] = []
     # each request: a cached prefix (written by the cache stores only, as a prefix-cache hit
     # leaves it) then `extend` tokens prefilled with attention, in chunks of `chunk` tokens
     ext = [n if opts.extend <= 0 else min(n, opts.extend) for n in opts.lengths]
     starts = [n - e for n, e in zip(opts.lengths, ext)]
-    try:
+    with record_selections() as chosen:
         for r, p0 in zip(reqs, starts):
             if p0 > 0:
                 traces.append(layer.write_prefix(xs[r][:p0], caches, r))
@@ -284,9 +260,6 @@ def run_job(opts: JobOptions) -> JobReport:
             x = torch.cat([xs[r][n + s * n_dec: n + (s + 1) * n_dec] for r, n in zip(reqs, opts.lengths)])
             out, tr = layer.decode(x, caches, reqs, next_n=n_dec)
             traces.append(tr)
-    finally:
-        log.removeHandler(fallbacks)
-        log.setLevel(old_level)
     for tr in traces:
         if tr.out is None:
             continue
@@ -297,7 +270,7 @@ def run_job(opts: JobOptions) -> JobReport:
             has_out[r][pos] = True
             off += m
 
-    label = {op: _provider_label(op, opts.provider, device, fallbacks) for op in
+    label = {op: _provider_label(op, opts.provider, chosen) for op in
              ("store_indexer_k", "store_mla_kv", "indexer_topk", "indexer_topk_paged", "sparse_mla_prefill",
               "sparse_mla_decode")}
     notes: list[str] = []

@@ -1,0 +1,51 @@
+// Workgroup-level building blocks written only against dsa_port.h (any DSA_WAVE_SIZE).
+#pragma once
+
+#include "dsa_port.h"
+
+namespace dsa {
+
+// Inclusive prefix sum over the wave (every lane must call).
+DSA_DEVICE uint32_t wave_inclusive_sum(uint32_t v) {
+  const int lane = dsa_lane_id();
+#pragma unroll
+  for (int d = 1; d < DSA_WAVE_SIZE; d <<= 1) {
+    const uint32_t o = dsa_shfl_up(v, d);
+    if (lane >= d) v += o;
+  }
+  return v;
+}
+
+// Scratch of the block scan: one word per wave (+1 for the total).
+template <int BLOCK>
+struct BlockScanScratch {
+  static constexpr int WAVES = BLOCK / DSA_WAVE_SIZE;
+  static_assert(BLOCK % DSA_WAVE_SIZE == 0, "block must be a whole number of waves");
+  static_assert(WAVES <= DSA_WAVE_SIZE, "the wave totals are scanned by one wave");
+  uint32_t wave_sum[WAVES > 0 ? WAVES : 1];
+  uint32_t total;
+};
+
+// Exclusive prefix sum over the block in thread order; *total gets the block sum. Every
+// thread must call it. Contains two barriers; the scratch may be reused after the next barrier.
+template <int BLOCK>
+DSA_DEVICE uint32_t block_exclusive_sum(uint32_t v, uint32_t* total, BlockScanScratch<BLOCK>& s) {
+  constexpr int WAVES = BlockScanScratch<BLOCK>::WAVES;
+  const int tid = dsa_thread_id();
+  const int lane = dsa_lane_id();
+  const int wave = tid / DSA_WAVE_SIZE;
+  const uint32_t inc = wave_inclusive_sum(v);
+  if (lane == DSA_WAVE_SIZE - 1) s.wave_sum[wave] = inc;
+  dsa_sync();
+  if (wave == 0) {
+    const uint32_t w = lane < WAVES ? s.wave_sum[lane] : 0u;
+    const uint32_t wi = wave_inclusive_sum(w);
+    if (lane < WAVES) s.wave_sum[lane] = wi - w;  // exclusive
+    if (lane == WAVES - 1) s.total = wi;
+  }
+  dsa_sync();
+  *total = s.total;
+  return s.wave_sum[wave] + inc - v;
+}
+
+}  // namespace dsa

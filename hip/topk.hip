@@ -1,0 +1,555 @@
+// Exact per-row top-k (k <= 2048) by radix selection on order-preserving 32-bit float keys.
+//
+// Contract (rocm_dsa.ops.topk_indices, DESIGN.md §2.3): the exact set of the k largest
+// candidates of the row window, ties toward the lower column, ordered by value descending then
+// column ascending, -1 only after the valid prefix. Candidates: columns whose logit is neither
+// NaN nor -inf; +inf ranks above every finite value; -0.0 ranks equal to +0.0.
+//
+// One workgroup per row. Keys: f32 bits mapped so that unsigned order = float order; key 0 is
+// reserved for "not a candidate" (NaN, -inf). Candidates are handled as 64-bit composites
+// (key << 32 | ~column): all distinct, larger composite = larger value or, for equal values,
+// the lower column, so a radix selection on composites resolves ties toward lower columns.
+// Paths (n = window length, cap = LDS candidate capacity):
+//   1. n <= k: gather every candidate.
+//   2. n <= cap: gather every candidate to LDS in one pass, radix-select the k largest there.
+//   3. otherwise, sampled threshold: T = the m-th largest key of S strided samples (radix
+//      selected in LDS); one pass gathers keys >= T to LDS. When k <= count <= cap the k largest
+//      are all among them (exact), selected in LDS. m is chosen so that the expected count is
+//      (k + cap) / 2; a count outside [k, cap] is detected and falls back to:
+//   4. exact path: radix-select an 11-bit digit at a time over the row in global memory
+//      (histogram in LDS) until the bin holding the k-th largest key either
+//        a. holds exactly the remaining count      -> take keys >= that prefix (no ties left),
+//        b. fits the LDS candidate buffer (cap)    -> gather it to LDS and finish there,
+//        c. is a single exact key (all 32 bits)    -> take keys above it, then the lowest-column
+//                                                     ties by an ordered block scan.
+//      Bin counts are exact before any gather, so the bounded LDS buffer never overflows
+//      silently: a bin larger than cap takes path (c), never a truncated buffer.
+//   5. bitonic sort of the <= k selected composites (descending), write positions (+ optional
+//      page-table mapping to KV slots), pad with -1.
+// Wave-level code uses dsa_port.h primitives only, so it is correct for wave64 and wave32.
+#include "block_ops.cuh"
+#include "dsa_kernels.h"
+#include "dsa_port.h"
+
+namespace dsa {
+namespace {
+
+constexpr int DIGIT_BITS = 11;
+constexpr uint32_t NO_BIN = 0xffffffffu;
+
+struct alignas(16) F32x4 {
+  float v[4];
+};
+
+// Order-preserving key: larger float -> larger unsigned key; 0 = not a candidate.
+DSA_DEVICE uint32_t topk_key(float x) {
+  uint32_t u = dsa_f32_bits(x);
+  if ((u & 0x7fffffffu) == 0u) u = 0u;  // -0.0 ranks equal to +0.0
+  if ((u & 0x7fffffffu) > 0x7f800000u || u == 0xff800000u) return 0u;  // NaN, -inf
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+DSA_DEVICE uint64_t composite(uint32_t key, int col) {
+  return ((uint64_t)key << 32) | (uint64_t)(~(uint32_t)col);
+}
+
+template <int BLOCK>
+struct TopkShared {
+  BlockScanScratch<BLOCK> scan;
+  uint32_t bin;        // bin holding the k_rem-th largest
+  uint32_t above;      // count in the bins above it
+  uint32_t bin_count;  // count in that bin
+  uint32_t total;      // histogram total
+  uint32_t sel_count;  // entries in sel[]
+  uint32_t cand_count; // entries in cand[]
+  uint32_t taken;      // ties taken so far (ordered path)
+};
+
+// Find the bin with (count in bins above) < k_rem <= (count in bins above) + count(bin).
+// Leaves sh.total = sum of the histogram; sh.bin/above/bin_count are valid only if
+// sh.total >= k_rem. Ends with a barrier.
+template <int BLOCK>
+DSA_DEVICE void find_bin(const uint32_t* hist, int nbins, uint32_t k_rem, TopkShared<BLOCK>& sh) {
+  const int tid = dsa_thread_id();
+  const int per = (nbins + BLOCK - 1) / BLOCK;
+  const int b0 = tid * per;
+  const int b1 = b0 + per < nbins ? b0 + per : nbins;
+  uint32_t sum = 0;
+  for (int b = b0; b < b1; ++b) sum += hist[b];
+  uint32_t total;
+  const uint32_t before = block_exclusive_sum<BLOCK>(sum, &total, sh.scan);
+  uint32_t acc = total - before - sum;  // count in bins above this thread's range
+  for (int b = b1 - 1; b >= b0; --b) {
+    const uint32_t h = hist[b];
+    if (acc < k_rem && acc + h >= k_rem) {
+      sh.bin = (uint32_t)b;
+      sh.above = acc;
+      sh.bin_count = h;
+    }
+    acc += h;
+  }
+  if (tid == 0) sh.total = total;
+  dsa_sync();
+}
+
+// Visit the row x[0, n): `edge(value, i)` for the unaligned head and the tail (some threads
+// only: no wave operations there), `body(F32x4, i0, valid)` for aligned groups of 4 (called by
+// every thread of the block the same number of times: wave operations allowed).
+template <int BLOCK, int UNROLL, typename Body, typename Edge>
+DSA_DEVICE void scan_row(const float* __restrict__ x, int n, Body&& body, Edge&& edge) {
+  const int tid = dsa_thread_id();
+  int head = (int)(((16u - ((uint32_t)(uintptr_t)x & 15u)) & 15u) >> 2);
+  if (head > n) head = n;
+  if (tid < head) edge(x[tid], tid);
+  const int nvec = (n - head) >> 2;
+  const F32x4* __restrict__ xv = reinterpret_cast<const F32x4*>(x + head);
+  for (int base = 0; base < nvec; base += BLOCK * UNROLL) {
+    F32x4 v[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int j = base + u * BLOCK + tid;
+      if (j < nvec) v[u] = xv[j];
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int j = base + u * BLOCK + tid;
+      body(v[u], head + 4 * j, j < nvec);
+    }
+  }
+  const int t0 = head + 4 * nvec;
+  if (t0 + tid < n) edge(x[t0 + tid], t0 + tid);
+}
+
+// Histogram of the next `digit` bits of the keys whose top `pbits` bits equal `prefix`.
+template <int BLOCK>
+DSA_DEVICE void histogram_pass(const float* __restrict__ x, int n, uint32_t prefix, int pbits, int digit,
+                               uint32_t* hist) {
+  const uint32_t mask = (1u << digit) - 1u;
+  const int shift = 32 - pbits - digit;
+  auto bin_of = [&](float v) -> uint32_t {
+    const uint32_t key = topk_key(v);
+    if (key == 0u) return NO_BIN;
+    if (pbits > 0 && (key >> (32 - pbits)) != prefix) return NO_BIN;
+    return (key >> shift) & mask;
+  };
+  auto edge = [&](float v, int) {
+    const uint32_t b = bin_of(v);
+    if (b != NO_BIN) dsa_atomic_add_shared(&hist[b], 1u);
+  };
+  auto body = [&](const F32x4& v, int, bool valid) {
+    uint32_t b[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) b[j] = valid ? bin_of(v.v[j]) : NO_BIN;
+    const bool same = b[0] == b[1] && b[1] == b[2] && b[2] == b[3];
+    // whole wave on one bin (rows of equal values): one atomic per wave
+    const uint32_t lead = dsa_shfl_idx(b[0], 0);
+    const bool uniform = dsa_ballot(same && b[0] == lead) == ~(dsa_lanemask_t)0;
+    if (uniform) {
+      if (lead != NO_BIN && dsa_lane_id() == 0) dsa_atomic_add_shared(&hist[lead], 4u * DSA_WAVE_SIZE);
+    } else if (same) {
+      if (b[0] != NO_BIN) dsa_atomic_add_shared(&hist[b[0]], 4u);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (b[j] != NO_BIN) dsa_atomic_add_shared(&hist[b[j]], 1u);
+    }
+  };
+  scan_row<BLOCK, 4>(x, n, body, edge);
+}
+
+// Gather keys whose top `pbits` bits are > prefix into sel[], == prefix into cand[] (or into
+// sel[] when eq_to_sel). pbits == 0 makes every candidate "== prefix".
+template <int BLOCK>
+DSA_DEVICE void gather_pass(const float* __restrict__ x, int n, uint32_t prefix, int pbits, bool eq_to_sel,
+                            uint64_t* sel, uint64_t* cand, uint32_t cap, TopkShared<BLOCK>& sh) {
+  // 0: skip, 1: sel, 2: cand
+  auto cls = [&](uint32_t key) -> int {
+    if (key == 0u) return 0;
+    const uint32_t top = pbits > 0 ? key >> (32 - pbits) : 0u;
+    if (top > prefix) return 1;
+    if (top == prefix) return eq_to_sel ? 1 : 2;
+    return 0;
+  };
+  auto edge = [&](float v, int i) {
+    const uint32_t key = topk_key(v);
+    const int c = cls(key);
+    if (c == 1) {
+      const uint32_t pos = dsa_atomic_add_shared(&sh.sel_count, 1u);
+      if (pos < (uint32_t)TOPK_MAX_K) sel[pos] = composite(key, i);
+    } else if (c == 2) {
+      const uint32_t pos = dsa_atomic_add_shared(&sh.cand_count, 1u);
+      if (pos < cap) cand[pos] = composite(key, i);
+    }
+  };
+  auto body = [&](const F32x4& v, int i0, bool valid) {
+    uint32_t key[4];
+    int c[4];
+    bool any = false;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      key[j] = valid ? topk_key(v.v[j]) : 0u;
+      c[j] = cls(key[j]);
+      any |= c[j] != 0;
+    }
+    if (dsa_ballot(any) == 0) return;  // wave-uniform: nothing to keep here
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t ps = dsa_wave_append(&sh.sel_count, c[j] == 1);
+      if (c[j] == 1 && ps < (uint32_t)TOPK_MAX_K) sel[ps] = composite(key[j], i0 + j);
+      const uint32_t pc = dsa_wave_append(&sh.cand_count, c[j] == 2);
+      if (c[j] == 2 && pc < cap) cand[pc] = composite(key[j], i0 + j);
+    }
+  };
+  scan_row<BLOCK, 4>(x, n, body, edge);
+}
+
+// Exact threshold key T known, bin too large for LDS: keys > T go to sel[] (there are
+// n_gt = k - k_rem of them), then the k_rem ties with the lowest columns, found by an ordered
+// block scan over tiles of the row, go to sel[n_gt ...].
+template <int BLOCK>
+DSA_DEVICE void gather_ties_pass(const float* __restrict__ x, int n, uint32_t T, uint32_t n_gt, uint32_t k_rem,
+                                 uint64_t* sel, TopkShared<BLOCK>& sh) {
+  const int tid = dsa_thread_id();
+  constexpr int TILE = BLOCK * 4;
+  for (int tile = 0; tile < n; tile += TILE) {
+    uint32_t key[4];
+    const int i0 = tile + 4 * tid;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) key[j] = (i0 + j < n) ? topk_key(x[i0 + j]) : 0u;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const bool gt = key[j] > T;
+      const uint32_t pos = dsa_wave_append(&sh.sel_count, gt);
+      if (gt && pos < n_gt) sel[pos] = composite(key[j], i0 + j);
+    }
+    const uint32_t taken = sh.taken;  // block-uniform
+    if (taken < k_rem) {
+      uint32_t cnt = 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) cnt += key[j] == T ? 1u : 0u;
+      uint32_t tot;
+      uint32_t rank = taken + block_exclusive_sum<BLOCK>(cnt, &tot, sh.scan);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (key[j] == T) {
+          if (rank < k_rem) sel[n_gt + rank] = composite(key[j], i0 + j);
+          ++rank;
+        }
+      }
+      dsa_sync();
+      if (tid == 0) sh.taken = taken + tot;
+      dsa_sync();
+    }
+  }
+}
+
+// Float whose topk_key is `key` (key > 0): the inverse of the key mapping.
+DSA_DEVICE float key_to_float(uint32_t key) {
+  return dsa_bits_f32((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+// Gather every column whose key is >= T (T > 0, so never NaN / -inf) into cand[] (the count may
+// exceed cap: entries past cap are dropped and the caller falls back). For non-NaN floats
+// v >= float(T) is exactly key(v) >= T (-0.0 == +0.0 on both sides), so the hot loop compares
+// floats and computes keys only for the few kept values.
+template <int BLOCK>
+DSA_DEVICE void filter_pass(const float* __restrict__ x, int n, uint32_t T, uint64_t* cand, uint32_t cap,
+                            TopkShared<BLOCK>& sh) {
+  const float tf = key_to_float(T);
+  auto edge = [&](float v, int i) {
+    if (v >= tf) {
+      const uint32_t pos = dsa_atomic_add_shared(&sh.cand_count, 1u);
+      if (pos < cap) cand[pos] = composite(topk_key(v), i);
+    }
+  };
+  auto body = [&](const F32x4& v, int i0, bool valid) {
+    bool keep[4];
+    bool any = false;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      keep[j] = valid && v.v[j] >= tf;
+      any |= keep[j];
+    }
+    if (dsa_ballot(any) == 0) return;  // wave-uniform
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t pos = dsa_wave_append(&sh.cand_count, keep[j]);
+      if (keep[j] && pos < cap) cand[pos] = composite(topk_key(v.v[j]), i0 + j);
+    }
+  };
+  scan_row<BLOCK, 4>(x, n, body, edge);
+}
+
+DSA_DEVICE bool has_prefix(uint64_t c, uint64_t cpre, int cbits) {
+  return cbits == 0 || (c >> (64 - cbits)) == cpre;
+}
+DSA_DEVICE bool at_or_above(uint64_t c, uint64_t cpre, int cbits) {
+  return cbits == 0 || (c >> (64 - cbits)) >= cpre;
+}
+
+// Radix selection in LDS over the cn distinct composites cand[0, cn): extends (cpre, cbits)
+// digit by digit until exactly k_rem of the composites carrying the prefix are at or above it.
+// Needs 1 <= k_rem <= (composites carrying the prefix); always terminates because composites
+// are distinct. Every thread gets the same (cpre, cbits, k_rem); ends with a barrier.
+template <int BLOCK>
+DSA_DEVICE void lds_threshold(const uint64_t* cand, int cn, uint32_t& k_rem, uint64_t& cpre, int& cbits,
+                              uint32_t* hist, TopkShared<BLOCK>& sh) {
+  const int tid = dsa_thread_id();
+  for (;;) {
+    const int digit = 64 - cbits < DIGIT_BITS ? 64 - cbits : DIGIT_BITS;
+    const uint64_t mask = (1ull << digit) - 1ull;
+    for (int i = tid; i < (1 << digit); i += BLOCK) hist[i] = 0u;
+    dsa_sync();
+    for (int i = tid; i < cn; i += BLOCK) {
+      const uint64_t c = cand[i];
+      if (has_prefix(c, cpre, cbits))
+        dsa_atomic_add_shared(&hist[(uint32_t)((c >> (64 - cbits - digit)) & mask)], 1u);
+    }
+    dsa_sync();
+    find_bin<BLOCK>(hist, 1 << digit, k_rem, sh);
+    cpre = (cpre << digit) | sh.bin;
+    cbits += digit;
+    k_rem -= sh.above;
+    const uint32_t cnt = sh.bin_count;
+    dsa_sync();
+    if (cnt == k_rem) return;
+  }
+}
+
+// Append the composites of cand[0, cn) at or above the prefix to sel[].
+template <int BLOCK>
+DSA_DEVICE void lds_take(const uint64_t* cand, int cn, uint64_t cpre, int cbits, uint64_t* sel, TopkShared<BLOCK>& sh) {
+  const int tid = dsa_thread_id();
+  for (int base = 0; base < cn; base += BLOCK) {
+    const int i = base + tid;
+    const uint64_t c = i < cn ? cand[i] : 0ull;
+    const bool take = i < cn && at_or_above(c, cpre, cbits);
+    const uint32_t pos = dsa_wave_append(&sh.sel_count, take);
+    if (take && pos < (uint32_t)TOPK_MAX_K) sel[pos] = c;
+  }
+}
+
+template <int BLOCK>
+DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p) {
+  DSA_SHARED TopkShared<BLOCK> sh;
+  extern DSA_SHARED uint64_t topk_dyn_smem[];
+  uint64_t* sel = topk_dyn_smem;                                    // [TOPK_MAX_K]
+  uint64_t* cand = sel + TOPK_MAX_K;                               // [cap]
+  uint32_t* hist = reinterpret_cast<uint32_t*>(cand + p.cap);      // [TOPK_RADIX_BINS]
+
+  const int tid = dsa_thread_id();
+  const int r = dsa_block_id();
+  const int cols = p.cols;
+  const int k = p.k;
+  const uint32_t cap = (uint32_t)p.cap;
+
+  // ---- row window
+  int b = r, lo = 0, hi = 0;
+  int64_t pos_offset = 0;  // output position = column - lo + pos_offset (column - starts[r])
+  if (p.lengths != nullptr) {
+    b = r / p.next_n;
+    const int j = r - b * p.next_n;
+    const int64_t last = (int64_t)p.lengths[b] - p.next_n + j;  // last visible key (inclusive)
+    hi = last + 1 < 0 ? 0 : (last + 1 > cols ? cols : (int)(last + 1));
+  } else {
+    const int s = p.starts != nullptr ? p.starts[r] : 0;
+    lo = s < 0 ? 0 : (s > cols ? cols : s);
+    const int e = p.ends[r];
+    hi = e < lo ? lo : (e > cols ? cols : e);
+    pos_offset = (int64_t)lo - (int64_t)s;
+  }
+  const int n = hi - lo;
+  const float* __restrict__ x = p.logits + (int64_t)r * p.stride_row + lo;
+
+  if (tid == 0) {
+    sh.sel_count = 0;
+    sh.cand_count = 0;
+    sh.taken = 0;
+  }
+  dsa_sync();
+
+  // ---- selection
+  bool done = false;
+  if (n <= k) {
+    gather_pass<BLOCK>(x, n, 0u, 0, true, sel, cand, cap, sh);  // every candidate
+    done = true;
+  } else if (n <= (int)cap) {
+    // the whole window fits the LDS buffer: one pass, then select there
+    gather_pass<BLOCK>(x, n, 0u, 0, false, sel, cand, cap, sh);
+    dsa_sync();
+    const int cn = (int)sh.cand_count;
+    uint64_t cpre = 0;
+    int cbits = 0;
+    uint32_t k_rem = (uint32_t)k;
+    if (cn > k) lds_threshold<BLOCK>(cand, cn, k_rem, cpre, cbits, hist, sh);
+    lds_take<BLOCK>(cand, cn, cpre, cbits, sel, sh);
+    done = true;
+  } else {
+    // sampled threshold: T = the m-th largest of S strided samples, with m chosen so that
+    // count(key >= T) lands between k and cap with high probability (expected (k + cap) / 2).
+    // Exact whenever k <= count <= cap: the k largest are all >= T. Otherwise: exact path.
+    const int S = TOPK_SAMPLES < (int)cap ? TOPK_SAMPLES : (int)cap;
+    int64_t mm = ((int64_t)S * (k + (int64_t)cap) + 2 * (int64_t)n - 1) / (2 * (int64_t)n);
+    uint32_t m = (uint32_t)(mm < 1 ? 1 : (mm > S ? S : mm));
+    for (int j = tid; j < S; j += BLOCK) {
+      const int i = (int)(((int64_t)j * n) / S);
+      cand[j] = composite(topk_key(x[i]), i);
+    }
+    dsa_sync();
+    uint64_t cpre = 0;
+    int cbits = 0;
+    lds_threshold<BLOCK>(cand, S, m, cpre, cbits, hist, sh);
+    const uint32_t T = (uint32_t)((cpre << (64 - cbits)) >> 32);  // lowest key of the prefix
+    if (T != 0u) {  // else the samples reach NaN / -inf: few candidates, exact path
+      filter_pass<BLOCK>(x, n, T, cand, cap, sh);
+      dsa_sync();
+      const uint32_t total = sh.cand_count;
+      if (total >= (uint32_t)k && total <= cap) {
+        uint32_t k_rem = (uint32_t)k;
+        cpre = 0;
+        cbits = 0;
+        lds_threshold<BLOCK>(cand, (int)total, k_rem, cpre, cbits, hist, sh);
+        lds_take<BLOCK>(cand, (int)total, cpre, cbits, sel, sh);
+        done = true;
+      }
+    }
+    if (!done) {
+      dsa_sync();
+      if (tid == 0) {
+        sh.sel_count = 0;
+        sh.cand_count = 0;
+      }
+      dsa_sync();
+    }
+  }
+  if (!done) {
+    // exact path: radix select over the row in global memory
+    uint32_t prefix = 0, k_rem = (uint32_t)k;
+    int pbits = 0;
+    // 0: gather keys >= prefix (exact count), 1: LDS candidates, 2: ordered ties, 3: all
+    int mode = 0;
+    for (;;) {
+      const int digit = 32 - pbits < DIGIT_BITS ? 32 - pbits : DIGIT_BITS;
+      for (int i = tid; i < (1 << digit); i += BLOCK) hist[i] = 0u;
+      dsa_sync();
+      histogram_pass<BLOCK>(x, n, prefix, pbits, digit, hist);
+      dsa_sync();
+      find_bin<BLOCK>(hist, 1 << digit, k_rem, sh);
+      if (pbits == 0 && sh.total <= (uint32_t)k) {
+        mode = 3;  // no more than k candidates in the row
+        break;
+      }
+      prefix = (prefix << digit) | sh.bin;
+      pbits += digit;
+      k_rem -= sh.above;
+      const uint32_t cnt = sh.bin_count;
+      dsa_sync();  // everyone read sh before the next find_bin rewrites it
+      if (cnt == k_rem) { mode = 0; break; }
+      if (cnt <= cap) { mode = 1; break; }
+      if (pbits == 32) { mode = 2; break; }
+    }
+    if (mode == 3) {
+      gather_pass<BLOCK>(x, n, 0u, 0, true, sel, cand, cap, sh);
+    } else if (mode == 0) {
+      gather_pass<BLOCK>(x, n, prefix, pbits, true, sel, cand, cap, sh);
+    } else if (mode == 2) {
+      gather_ties_pass<BLOCK>(x, n, prefix, (uint32_t)k - k_rem, k_rem, sel, sh);
+      dsa_sync();
+      // sel[] holds the k - k_rem larger keys, then the k_rem lowest-column ties
+      if (tid == 0) sh.sel_count = (uint32_t)k - k_rem + (sh.taken < k_rem ? sh.taken : k_rem);
+    } else {
+      gather_pass<BLOCK>(x, n, prefix, pbits, false, sel, cand, cap, sh);
+      dsa_sync();
+      // resolve the bin's candidates in LDS on (key << 32 | ~column), all distinct
+      const int cn = (int)(sh.cand_count < cap ? sh.cand_count : cap);
+      uint64_t cpre = prefix;
+      int cbits = pbits;
+      lds_threshold<BLOCK>(cand, cn, k_rem, cpre, cbits, hist, sh);
+      lds_take<BLOCK>(cand, cn, cpre, cbits, sel, sh);
+    }
+  }
+  dsa_sync();
+
+  // ---- order: value descending, column ascending = composite descending (bitonic sort)
+  const uint32_t sc = sh.sel_count;
+  int m = (int)(sc < (uint32_t)k ? sc : (uint32_t)k);
+  int kpad = 1;
+  while (kpad < m) kpad <<= 1;
+  for (int i = m + tid; i < kpad; i += BLOCK) sel[i] = 0ull;
+  dsa_sync();
+  for (int size = 2; size <= kpad; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int t = tid; t < (kpad >> 1); t += BLOCK) {
+        const int i = 2 * t - (t & (stride - 1));
+        const int j = i + stride;
+        const uint64_t a = sel[i], c = sel[j];
+        const bool desc = (i & size) == 0;
+        if ((a < c) == desc) {
+          sel[i] = c;
+          sel[j] = a;
+        }
+      }
+      dsa_sync();
+    }
+  }
+
+  // ---- write positions (or KV slots), -1 after the valid prefix
+  int32_t* out = p.out + (int64_t)r * p.stride_out;
+  const int32_t* bt = p.block_table != nullptr ? p.block_table + (int64_t)b * p.stride_bt : nullptr;
+  for (int j = tid; j < k; j += BLOCK) {
+    int32_t v = -1;
+    if (j < m) {
+      const int64_t pos = (int64_t)(~(uint32_t)sel[j]) + pos_offset;
+      if (bt != nullptr) {
+        const int64_t page = bt[pos / p.page_size];
+        v = (int32_t)(page * p.page_size + pos % p.page_size);
+      } else {
+        v = (int32_t)pos;
+      }
+    }
+    out[j] = v;
+  }
+}
+
+}  // namespace
+
+int device_max_smem(int device) { return dsa_max_dynamic_smem(device); }
+
+const char* launch_topk(const TopkParams& p, int block, void* stream) {
+  if (p.rows <= 0) return nullptr;
+  if (p.k < 1 || p.k > TOPK_MAX_K) return "top-k: k must be in [1, 2048]";
+  if (p.cap < 16 || (p.cap & (p.cap - 1))) return "top-k: cap must be a power of two >= 16";
+  if (p.lengths == nullptr && p.ends == nullptr) return "top-k: ends or lengths is required";
+  if (p.lengths != nullptr && p.next_n < 1) return "top-k: next_n must be >= 1";
+  if (p.block_table != nullptr && p.page_size < 1) return "top-k: page_size must be >= 1";
+#if defined(DSA_EMULATE_WAVE64)
+  if (block > DSA_EMU_MAX_BLOCK) return "top-k: the wave64 emulation build runs blocks of <= 512 threads";
+#endif
+  const int smem = topk_dynamic_smem_bytes(p.cap);
+  dsa_stream_t s = reinterpret_cast<dsa_stream_t>(stream);
+  // raise the dynamic LDS limit once per (kernel, device, size): the attribute call is host work
+  // that must stay out of the per-launch path (and out of graph capture)
+  static int configured[2][64] = {};
+  const int dev = dsa_current_device() & 63;
+  dsa_error_t err = DSA_SUCCESS;
+  if (block == 1024) {
+    if (configured[1][dev] < smem) {
+      err = dsa_set_max_dynamic_smem(_select_topk_kernel<1024>, smem);
+      if (err == DSA_SUCCESS) configured[1][dev] = smem;
+    }
+    if (err == DSA_SUCCESS) _select_topk_kernel<1024><<<p.rows, 1024, smem, s>>>(p);
+  } else if (block == 512) {
+    if (configured[0][dev] < smem) {
+      err = dsa_set_max_dynamic_smem(_select_topk_kernel<512>, smem);
+      if (err == DSA_SUCCESS) configured[0][dev] = smem;
+    }
+    if (err == DSA_SUCCESS) _select_topk_kernel<512><<<p.rows, 512, smem, s>>>(p);
+  } else {
+    return "top-k: block must be 512 or 1024";
+  }
+  if (err != DSA_SUCCESS) return dsa_error_string(err);
+  err = dsa_last_error();
+  return err == DSA_SUCCESS ? nullptr : dsa_error_string(err);
+}
+
+}  // namespace dsa
