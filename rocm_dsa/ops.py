@@ -55,6 +55,8 @@ def _indexer_buffer(kv_cache: IndexerKCache | torch.Tensor, device: torch.device
 def _mla_buffer(kv_cache: MLAKVCache | torch.Tensor, fp8_dtype: torch.dtype | None,
                 device: torch.device) -> tuple[torch.Tensor, torch.dtype]:
     if isinstance(kv_cache, MLAKVCache):
+        if fp8_dtype is not None and kv_cache.kv_dtype == "fp8" and fp8_dtype != kv_cache.fp8_dtype:
+            raise TypeError(f"fp8_dtype: the kv cache holds {kv_cache.fp8_dtype} records, got {fp8_dtype}")
         buf, fp8_dtype = kv_cache.buffer, kv_cache.fp8_dtype if fp8_dtype is None else fp8_dtype
     else:
         buf = kv_cache
@@ -79,7 +81,13 @@ def _check_k(k: int) -> int:
     return k
 
 
+def _check_topk_width(indices: torch.Tensor) -> None:
+    if indices.shape[-1] < 1:
+        raise ValueError(f"indices: expected at least one index per row (topk >= 1), got shape {list(indices.shape)}")
+
+
 def _check_fp8_operands(q_fp8: torch.Tensor, name: str = "q_fp8") -> torch.dtype:
+    check_tensor(name, q_fp8)
     if q_fp8.dtype not in FP8_DTYPES:
         raise TypeError(f"{name}: expected torch.float8_e4m3fn or torch.float8_e4m3fnuz, got {q_fp8.dtype}")
     return q_fp8.dtype
@@ -137,6 +145,8 @@ def _check_paged_indexer(q_fp8, kv_cache, weights, context_lens, block_table):
     fp8 = _check_fp8_operands(q_fp8)
     dev = q_fp8.device
     check_tensor("q_fp8", q_fp8, shape=("B", "next_n", "H", 128), contiguous=True, dims=dims)
+    if isinstance(kv_cache, IndexerKCache) and kv_cache.fp8_dtype != fp8:
+        raise TypeError(f"kv_cache: holds {kv_cache.fp8_dtype} keys, but q_fp8 is {fp8}")
     buf = _indexer_buffer(kv_cache, dev)
     check_tensor("weights", weights, dtype=torch.float32, shape=(dims["B"] * dims["next_n"], dims["H"]),
                  device=dev, contiguous=True)
@@ -159,7 +169,7 @@ def indexer_logits_paged(
     Args:
         q_fp8: [B, next_n, H, 128] FP8 queries (next_n >= 1 tokens per request).
         kv_cache: :class:`IndexerKCache` or its buffer [num_pages, page_size*132] uint8, keys in
-            the same FP8 dtype as ``q_fp8``.
+            the same FP8 dtype as ``q_fp8`` (checked for a cache object: TypeError).
         weights: [B*next_n, H] float32 head weights (q_scale * H^-0.5 * D^-0.5 folded in).
         context_lens: [B] int32 tokens of each request in the cache, the next_n new ones included.
         block_table: [B, max_pages] int32 physical page of each logical page.
@@ -200,15 +210,17 @@ def topk_indices(
         all of them; the tail is -1 and the prefix never holds -1. A candidate is a column in
         the window whose logit is not NaN and not -inf (+inf ranks above every finite value).
         Ties break toward the lower column, so results are deterministic and identical on every
-        TP rank. Order inside the prefix: descending value, then ascending column.
+        TP rank. Order inside the prefix is provider-defined but deterministic (the reference
+        and hip: descending value, then ascending column; triton: ascending column); sparse MLA
+        does not depend on it.
     Raises:
         TypeError / ValueError for bad dtypes, shapes, devices or k; ProviderError.
     Semantics: DeepSeek-V3.2 ``index_score.topk(min(index_topk, end_pos))`` with the mask, and
     SGLang's ``fast_topk_transform`` (-1 padding).
     """
     dims: dict[str, int] = {}
-    dev = logits.device
     check_tensor("logits", logits, dtype=torch.float32, shape=("R", "C"), contiguous=True, dims=dims)
+    dev = logits.device
     check_tensor("starts", starts, dtype=_I32, shape=("R",), device=dev, contiguous=True, dims=dims)
     check_tensor("ends", ends, dtype=_I32, shape=("R",), device=dev, contiguous=True, dims=dims)
     _check_k(k)
@@ -297,13 +309,14 @@ def sparse_mla_prefill(
         q: [T, H, 576] bfloat16 (q_nope absorbed into the latent space | q_rope).
         kv: [N, 1, 576] bfloat16 rows, or an :class:`MLAKVCache` / its buffer (bf16 pages, or
             656-byte FP8 records [..., 656] uint8): rows are the flattened slots.
-        indices: [T, 1, topk] int32 rows of ``kv`` each query attends to; -1 or >= N is invalid,
-            anywhere in the row. Duplicates count once per occurrence.
+        indices: [T, 1, topk] int32 rows of ``kv`` each query attends to (topk >= 1); -1 or >= N
+            is invalid, anywhere in the row. Duplicates count once per occurrence.
         sm_scale: softmax scale applied to q.k (DeepSeek-V3.2: 0.1352338; FlashMLA's default
             576^-0.5 is wrong for this model, so there is no default).
         d_v: value width, the first d_v dims of each row (512).
         fp8_dtype: encoding of FP8 records when ``kv`` is a raw uint8 buffer (default: the
-            device's native FP8, e4m3fnuz on gfx942).
+            device's native FP8, e4m3fnuz on gfx942). An :class:`MLAKVCache` brings its own; a
+            different explicit value raises TypeError.
     Returns:
         out [T, H, d_v] bfloat16, max_logits [T, H] float32 (max of scaled scores),
         lse [T, H] float32 natural-log sum-exp of scaled scores. A row with no valid index:
@@ -313,10 +326,11 @@ def sparse_mla_prefill(
     Semantics: FlashMLA ``flash_mla_sparse_fwd`` test reference (``ref_sparse_attn_fwd``).
     """
     dims: dict[str, int] = {}
-    dev = q.device
     check_tensor("q", q, dtype=torch.bfloat16, shape=("T", "H", MLA_DIM), contiguous=True, dims=dims)
+    dev = q.device
     buf, fp8 = _mla_buffer(kv, fp8_dtype, dev)
     check_tensor("indices", indices, dtype=_I32, shape=(dims["T"], 1, None), device=dev, contiguous=True)
+    _check_topk_width(indices)
     check_scale("sm_scale", sm_scale)
     if d_v != 512:
         raise ValueError(f"d_v: expected 512 (kv_lora_rank), got {d_v}")
@@ -342,8 +356,8 @@ def sparse_mla_decode(
         q: [B, s_q, H, 576] bfloat16, H in {16, 32, 64, 128} (TP 8/4/2/1) or any other count.
         kv_cache: :class:`MLAKVCache` or its buffer: [num_pages, page_size, 1, 576] bfloat16 or
             [num_pages, page_size, 1, 656] uint8 FP8 records.
-        indices: [B, s_q, topk] int32 physical slots (page * page_size + offset); -1 or any
-            slot >= num_pages * page_size is invalid.
+        indices: [B, s_q, topk] int32 physical slots (page * page_size + offset), topk >= 1; -1
+            or any slot >= num_pages * page_size is invalid.
         sm_scale, d_v, fp8_dtype: as :func:`sparse_mla_prefill`.
     Returns:
         out [B, s_q, H, d_v] bfloat16, lse [B, H, s_q] float32 (natural log). A query with no
@@ -354,11 +368,12 @@ def sparse_mla_decode(
     (lse transposed to [B, H, s_q] as FlashMLA returns it).
     """
     dims: dict[str, int] = {}
-    dev = q.device
     check_tensor("q", q, dtype=torch.bfloat16, shape=("B", "s_q", "H", MLA_DIM), contiguous=True, dims=dims)
+    dev = q.device
     buf, fp8 = _mla_buffer(kv_cache, fp8_dtype, dev)
     check_tensor("indices", indices, dtype=_I32, shape=(dims["B"], dims["s_q"], None), device=dev,
                  contiguous=True)
+    _check_topk_width(indices)
     check_scale("sm_scale", sm_scale)
     if d_v != 512:
         raise ValueError(f"d_v: expected 512 (kv_lora_rank), got {d_v}")
@@ -390,17 +405,20 @@ def store_indexer_k(
         k: [N, 128] bfloat16/float16/float32 keys after LayerNorm, RoPE and Hadamard.
         kv_cache: :class:`IndexerKCache` or its buffer [num_pages, page_size*132] uint8.
         slot_mapping: [N] int64 (or int32) slots; < 0 skips the token.
-        fp8_dtype: FP8 encoding (default: the cache's, else the device's native FP8).
+        fp8_dtype: FP8 encoding (default: the cache's, else the device's native FP8); must
+            equal the cache's when ``kv_cache`` is an :class:`IndexerKCache` (else TypeError).
         scale_fmt: "ue8m0" (power-of-two scales, DeepSeek-V3.2) or None (fp32 amax/max).
     Raises:
         TypeError / ValueError for bad dtypes, shapes, devices; ProviderError.
     Semantics: DeepSeek-V3.2 Indexer ``act_quant(k, 128, scale_fmt)`` + SGLang's
     ``set_index_k_scale_buffer`` page layout (values region, then scales region).
     """
-    dev = k.device
     check_tensor("k", k, dtype=(torch.bfloat16, torch.float16, torch.float32), shape=(None, 128), contiguous=True)
+    dev = k.device
     buf = _indexer_buffer(kv_cache, dev)
     _check_slot_mapping(slot_mapping, k.shape[0], dev)
+    if isinstance(kv_cache, IndexerKCache) and fp8_dtype is not None and fp8_dtype != kv_cache.fp8_dtype:
+        raise TypeError(f"fp8_dtype: the kv cache holds {kv_cache.fp8_dtype} keys, got {fp8_dtype}")
     if fp8_dtype is None:
         fp8_dtype = kv_cache.fp8_dtype if isinstance(kv_cache, IndexerKCache) else detect(dev).fp8_dtype
     check_fp8_dtype(fp8_dtype)
@@ -426,15 +444,16 @@ def store_mla_kv(
         k_rope: [N, 64] bfloat16/float32 rope key (interleaved RoPE applied).
         kv_cache: :class:`MLAKVCache` or its buffer ([..., 576] bf16 or [..., 656] uint8).
         slot_mapping: [N] int64 (or int32) slots; < 0 skips the token.
-        fp8_dtype: encoding of FP8 records (default: the cache's, else the device's native FP8).
+        fp8_dtype: encoding of FP8 records (default: the cache's, else the device's native FP8);
+            must equal an FP8 :class:`MLAKVCache`'s own (else TypeError).
     Raises:
         TypeError / ValueError for bad dtypes, shapes, devices; ProviderError.
     Semantics: SGLang ``set_mla_kv_buffer``; FP8 record as FlashMLA's sparse FP8 KV format
     (tile-128 scales, rope kept in bf16).
     """
-    dev = c_kv.device
     fdt = (torch.bfloat16, torch.float16, torch.float32)
     check_tensor("c_kv", c_kv, dtype=fdt, shape=(None, 512), contiguous=True)
+    dev = c_kv.device
     check_tensor("k_rope", k_rope, dtype=fdt, shape=(c_kv.shape[0], 64), device=dev, contiguous=True)
     buf, fp8 = _mla_buffer(kv_cache, fp8_dtype, dev)
     _check_slot_mapping(slot_mapping, c_kv.shape[0], dev)
