@@ -66,7 +66,11 @@ class DSAConfig:
     indexer_rope_interleave: bool = False
     max_position_embeddings: int = 163840
     rope_theta: float = 10000.0
-    rope_scaling: RopeScaling = dataclasses.field(default_factory=RopeScaling)
+    #: DeepSeek-V3.2's YaRN block (factor 40 over 4096 positions); ``from_dict`` replaces it with
+    #: the config's own block, or with no scaling when the config has none.
+    rope_scaling: RopeScaling = dataclasses.field(default_factory=lambda: RopeScaling(
+        factor=40.0, original_max_position_embeddings=4096, beta_fast=32.0, beta_slow=1.0,
+        mscale=1.0, mscale_all_dim=1.0))
     rms_norm_eps: float = 1e-6
     #: LayerNorm eps of the indexer key norm (DeepSeek: 1e-6).
     indexer_norm_eps: float = 1e-6

@@ -120,6 +120,7 @@ def detect(device: torch.device | str | None = None) -> Platform:
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
             else torch.device("cpu")
     device = torch.device(device)
-    index = device.index if device.index is not None else (
-        torch.cuda.current_device() if device.type == "cuda" else 0)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return _detect_index("cpu", 0)  # CPU, meta, or a CUDA device name on a GPU-less machine
+    index = device.index if device.index is not None else torch.cuda.current_device()
     return _detect_index(device.type, index)

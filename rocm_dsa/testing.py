@@ -85,7 +85,8 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, dtype: torch.d
 
 
 def _row_sets(idx: torch.Tensor) -> list[set[int]]:
-    return [set(int(v) for v in row if v >= 0) for row in idx.detach().cpu().reshape(-1, idx.shape[-1])]
+    rows = idx.detach().cpu().reshape(-1, idx.shape[-1]).tolist()
+    return [{v for v in row if v >= 0} for row in rows]
 
 
 def topk_overlap(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -98,14 +99,17 @@ def assert_topk_equal(actual: torch.Tensor, expected: torch.Tensor, name: str = 
     """Assert exact index-set equality per row, a -1-free valid prefix, and -1 in the tail only."""
     if actual.shape != expected.shape:
         raise AssertionError(f"{name}: shape {list(actual.shape)} != {list(expected.shape)}")
-    a = actual.detach().cpu().reshape(-1, actual.shape[-1])
-    for r, row in enumerate(a):
-        valid = row >= 0
-        n = int(valid.sum())
-        if not bool(valid[:n].all()) or bool(valid[n:].any()) or bool((row[n:] != -1).any()):
-            raise AssertionError(f"{name}: row {r} is not a valid prefix followed by -1: {row.tolist()[:32]}...")
-        if len(set(row[:n].tolist())) != n:
-            raise AssertionError(f"{name}: row {r} repeats an index")
+    a = actual.detach().cpu().reshape(-1, actual.shape[-1]).long()
+    valid = a >= 0
+    prefix = torch.arange(a.shape[1]).unsqueeze(0) < valid.sum(1, keepdim=True)
+    bad = ((valid != prefix) | (~prefix & (a != -1))).any(1)
+    if bad.any():
+        r = int(bad.nonzero()[0, 0])
+        raise AssertionError(f"{name}: row {r} is not a valid prefix followed by -1: {a[r].tolist()[:32]}...")
+    srt = a.sort(dim=1).values
+    dup = ((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any(1)
+    if dup.any():
+        raise AssertionError(f"{name}: row {int(dup.nonzero()[0, 0])} repeats an index")
     for r, (sa, se) in enumerate(zip(_row_sets(actual), _row_sets(expected))):
         if sa != se:
             raise AssertionError(

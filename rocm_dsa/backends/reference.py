@@ -98,7 +98,7 @@ def _paged_topk_or_logits(q_fp8, buf, weights, context_lens, block_table, k: int
            else torch.full((b * next_n, k), -1, dtype=torch.int32, device=dev))
     lens = context_lens.tolist()
     for i in range(b):
-        length = min(int(lens[i]), width)
+        length = min(int(lens[i]), width)  # keys that exist in the page table
         if length <= 0:
             continue
         pos = torch.arange(length, device=dev)
@@ -106,7 +106,8 @@ def _paged_topk_or_logits(q_fp8, buf, weights, context_lens, block_table, k: int
         kf, ksc = indexer_cache_gather(buf, slots, q_fp8.dtype, d)
         rows = slice(i * next_n, (i + 1) * next_n)
         logits = _scores(q_fp8[i].float(), kf.float(), ksc, weights[rows])  # [next_n, L]
-        last = (length - next_n + torch.arange(next_n, device=dev)).unsqueeze(1)  # inclusive
+        # last visible key of query j (inclusive), from the request's real length
+        last = (int(lens[i]) - next_n + torch.arange(next_n, device=dev)).clamp_max(length - 1).unsqueeze(1)
         logits = torch.where(pos.unsqueeze(0) <= last, logits, torch.full_like(logits, float("-inf")))
         if k is None:
             out[rows, :length] = logits
@@ -133,6 +134,8 @@ def _sparse_attention(q: torch.Tensor, rows: torch.Tensor, indices: torch.Tensor
         valid = (idx >= 0) & (idx < n)
         g = rows[torch.where(valid, idx, torch.zeros_like(idx))]  # [rc, topk, W]
         kv = g.float() if rows.dtype == torch.bfloat16 else unpack_mla_fp8(g, fp8_dtype)
+        # masked rows must not leak NaN/inf from whatever the placeholder slot holds
+        kv = torch.where(valid.unsqueeze(-1), kv, torch.zeros_like(kv))
         s = torch.einsum("rhd,rkd->rhk", q[r0:r1].float(), kv) * sm_scale
         s = torch.where(valid.unsqueeze(1), s, torch.full_like(s, float("-inf")))
         m = s.amax(dim=-1)
