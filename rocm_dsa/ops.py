@@ -202,7 +202,8 @@ def topk_indices(
 
     Args:
         logits: [R, C] float32.
-        starts, ends: [R] int32 window [starts[r], ends[r]) of each row (clamped to [0, C]).
+        starts, ends: [R] int32 window [starts[r], ends[r]) of each row, 0 <= starts <= ends <= C
+            (values are not checked on the host: ends past C are clamped to C).
         k: output width (DeepSeek-V3.2: 2048).
     Returns:
         [R, k] int32 positions relative to the window start (column - starts[r]). The valid
