@@ -190,8 +190,130 @@ void store_mla_kv(const torch::Tensor& c_kv_in, const torch::Tensor& k_rope_in, 
   check_raise(dsa::launch_store_mla_kv(p, current_stream()), "store_mla_kv");
 }
 
+// Paged indexer logits [B * next_n, max_pages * page_size] f32 (see dsa::PagedIndexerParams).
+torch::Tensor indexer_logits_paged(const torch::Tensor& q, const torch::Tensor& buf, const torch::Tensor& weights,
+                                   const torch::Tensor& context_lens, const torch::Tensor& block_table,
+                                   int64_t pages_per_wg, const c10::optional<torch::Tensor>& out) {
+  TORCH_CHECK(q.is_cuda(), "q_fp8: expected a GPU tensor, got one on ", q.device());
+  const c10::cuda::CUDAGuard guard(q.device());
+  const auto dev = q.device();
+  TORCH_CHECK(q.scalar_type() == at::kFloat8_e4m3fn || q.scalar_type() == at::kFloat8_e4m3fnuz,
+              "q_fp8: expected float8_e4m3fn or float8_e4m3fnuz, got ", q.scalar_type());
+  TORCH_CHECK(q.dim() == 4 && q.size(3) == 128 && q.is_contiguous(), "q_fp8: expected contiguous [B, next_n, H, 128], got ",
+              q.sizes());
+  const int64_t b = q.size(0), next_n = q.size(1), h = q.size(2);
+  TORCH_CHECK(h == 16 || h == 32 || h == 64, "q_fp8: heads must be 16, 32 or 64, got ", h);
+  check_gpu(buf, "kv_cache", dev);
+  TORCH_CHECK(buf.scalar_type() == torch::kUInt8 && buf.dim() == 2 && buf.is_contiguous() && buf.size(1) % 132 == 0,
+              "kv_cache: expected contiguous uint8 [num_pages, page_size*132], got ", buf.scalar_type(), " ", buf.sizes());
+  const int64_t page_size = buf.size(1) / 132;
+  TORCH_CHECK(page_size % 16 == 0, "kv_cache: page_size must be a multiple of 16, got ", page_size);
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(buf.data_ptr()) % 16 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
+              "kv_cache / q_fp8: data pointers must be 16-byte aligned");
+  check_gpu(weights, "weights", dev);
+  TORCH_CHECK(weights.scalar_type() == torch::kFloat32 && weights.is_contiguous() && weights.numel() == b * next_n * h,
+              "weights: expected contiguous float32 [", b * next_n, ", ", h, "], got ", weights.scalar_type(), " ",
+              weights.sizes());
+  check_i32_vec(context_lens, "context_lens", dev, b);
+  check_gpu(block_table, "block_table", dev);
+  TORCH_CHECK(block_table.scalar_type() == torch::kInt32 && block_table.dim() == 2 && block_table.size(0) == b &&
+                  block_table.stride(1) == 1,
+              "block_table: expected int32 [", b, ", max_pages] with unit column stride, got ", block_table.scalar_type(),
+              " ", block_table.sizes());
+  const int64_t max_pages = block_table.size(1);
+  const int64_t width = max_pages * page_size;
+  TORCH_CHECK(pages_per_wg >= 1, "pages_per_wg: expected >= 1, got ", pages_per_wg);
+  torch::Tensor result;
+  if (out.has_value()) {
+    check_gpu(*out, "out", dev);
+    TORCH_CHECK(out->scalar_type() == torch::kFloat32 && out->dim() == 2 && out->size(0) == b * next_n &&
+                    out->size(1) == width && out->stride(1) == 1 && out->stride(0) % 4 == 0,
+                "out: expected float32 [", b * next_n, ", ", width, "], got ", out->scalar_type(), " ", out->sizes());
+    result = *out;
+  } else {
+    result = torch::empty({b * next_n, width}, q.options().dtype(torch::kFloat32));
+  }
+  if (result.numel() == 0) return result;
+  TORCH_CHECK(b * next_n <= INT32_MAX && max_pages <= INT32_MAX, "q_fp8 / block_table: too large");
+  dsa::PagedIndexerParams p{};
+  p.q = static_cast<const uint8_t*>(q.data_ptr());
+  p.kv = buf.data_ptr<uint8_t>();
+  p.weights = weights.data_ptr<float>();
+  p.context_lens = context_lens.data_ptr<int32_t>();
+  p.block_table = block_table.data_ptr<int32_t>();
+  p.stride_bt = block_table.stride(0);
+  p.out = result.data_ptr<float>();
+  p.stride_out = result.stride(0);
+  p.num_pages = buf.size(0);
+  p.batch = (int32_t)b;
+  p.next_n = (int32_t)next_n;
+  p.heads = (int32_t)h;
+  p.page_size = (int32_t)page_size;
+  p.max_pages = (int32_t)max_pages;
+  p.pages_per_wg = (int32_t)pages_per_wg;
+  p.fnuz = q.scalar_type() == at::kFloat8_e4m3fnuz;
+  check_raise(dsa::launch_paged_indexer_logits(p, current_stream()), "indexer_logits_paged");
+  return result;
+}
+
+// Sparse MLA decode: (out [B, s_q, H, 512] bf16, lse [B, H, s_q] f32); see dsa::SparseMLADecodeParams.
+std::vector<torch::Tensor> sparse_mla_decode(const torch::Tensor& q, const torch::Tensor& buf, const torch::Tensor& indices,
+                                             double sm_scale, bool fnuz, int64_t num_splits) {
+  TORCH_CHECK(q.is_cuda(), "q: expected a GPU tensor, got one on ", q.device());
+  const c10::cuda::CUDAGuard guard(q.device());
+  const auto dev = q.device();
+  TORCH_CHECK(q.scalar_type() == torch::kBFloat16 && q.dim() == 4 && q.size(3) == 576 && q.is_contiguous(),
+              "q: expected contiguous bfloat16 [B, s_q, H, 576], got ", q.scalar_type(), " ", q.sizes());
+  const int64_t b = q.size(0), s_q = q.size(1), h = q.size(2);
+  TORCH_CHECK(h == 16 || h == 32 || h % 64 == 0, "q: heads must be 16, 32 or a multiple of 64, got ", h);
+  check_gpu(buf, "kv_cache", dev);
+  const bool fp8 = buf.scalar_type() == torch::kUInt8;
+  TORCH_CHECK((fp8 || buf.scalar_type() == torch::kBFloat16) && buf.is_contiguous() && buf.size(-1) == (fp8 ? 656 : 576),
+              "kv_cache: expected contiguous bfloat16 [..., 576] or uint8 [..., 656], got ", buf.scalar_type(), " ",
+              buf.sizes());
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(buf.data_ptr()) % 16 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
+              "kv_cache / q: data pointers must be 16-byte aligned");
+  check_gpu(indices, "indices", dev);
+  TORCH_CHECK(indices.scalar_type() == torch::kInt32 && indices.dim() == 3 && indices.size(0) == b &&
+                  indices.size(1) == s_q && indices.is_contiguous() && indices.size(2) >= 1,
+              "indices: expected contiguous int32 [", b, ", ", s_q, ", topk], got ", indices.scalar_type(), " ",
+              indices.sizes());
+  const int64_t topk = indices.size(2);
+  const int64_t rows = b * s_q;
+  TORCH_CHECK(rows * h <= INT32_MAX && topk <= INT32_MAX, "q / indices: too large");
+  const int64_t tiles = (topk + dsa::MLA_DECODE_BLOCK_N - 1) / dsa::MLA_DECODE_BLOCK_N;
+  TORCH_CHECK(num_splits >= 1 && num_splits <= tiles, "num_splits: expected 1 ... ", tiles, ", got ", num_splits);
+  auto out = torch::empty({b, s_q, h, 512}, q.options());
+  auto lse = torch::empty({b, h, s_q}, q.options().dtype(torch::kFloat32));
+  if (rows == 0 || h == 0) return {out, lse};
+  torch::Tensor o_part, lse_part;
+  if (num_splits > 1) {
+    o_part = torch::empty({rows, num_splits, h, 512}, q.options().dtype(torch::kFloat32));
+    lse_part = torch::empty({rows, num_splits, h}, q.options().dtype(torch::kFloat32));
+  }
+  dsa::SparseMLADecodeParams p{};
+  p.q = reinterpret_cast<const uint16_t*>(q.data_ptr());
+  p.kv = buf.data_ptr();
+  p.num_slots = buf.numel() / (fp8 ? 656 : 576);
+  p.kv_fp8 = fp8;
+  p.fnuz = fnuz;
+  p.indices = indices.data_ptr<int32_t>();
+  p.topk = (int32_t)topk;
+  p.rows = (int32_t)rows;
+  p.s_q = (int32_t)s_q;
+  p.heads = (int32_t)h;
+  p.sm_scale = (float)sm_scale;
+  p.out = reinterpret_cast<uint16_t*>(out.data_ptr());
+  p.lse = lse.data_ptr<float>();
+  p.num_splits = (int32_t)num_splits;
+  p.o_part = num_splits > 1 ? o_part.data_ptr<float>() : nullptr;
+  p.lse_part = num_splits > 1 ? lse_part.data_ptr<float>() : nullptr;
+  check_raise(dsa::launch_sparse_mla_decode(p, current_stream()), "sparse_mla_decode");
+  return {out, lse};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "rocm-dsa HIP/CUDA kernels: exact radix top-k, indexer-key and MLA cache stores";
+  m.doc() = "rocm-dsa HIP/CUDA kernels: exact radix top-k, cache stores, paged indexer logits, sparse MLA decode";
   m.def("topk", &topk, "exact per-row top-k (see rocm_dsa.backends.hip)", py::arg("logits"), py::arg("starts"),
         py::arg("ends"), py::arg("lengths"), py::arg("next_n"), py::arg("block_table"), py::arg("page_size"),
         py::arg("k"), py::arg("cap"), py::arg("block"), py::arg("out"));
@@ -200,4 +322,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("slot_mapping"), py::arg("fnuz"), py::arg("ue8m0"));
   m.def("store_mla_kv", &store_mla_kv, "store MLA latents (bf16 rows or FP8 records)", py::arg("c_kv"),
         py::arg("k_rope"), py::arg("buf"), py::arg("slot_mapping"), py::arg("fnuz"));
+  m.def("indexer_logits_paged", &indexer_logits_paged, "paged FP8 indexer logits (MFMA on gfx942/gfx950)",
+        py::arg("q"), py::arg("buf"), py::arg("weights"), py::arg("context_lens"), py::arg("block_table"),
+        py::arg("pages_per_wg"), py::arg("out"));
+  m.def("sparse_mla_decode", &sparse_mla_decode, "sparse MLA decode, split-K + LSE merge (MFMA on gfx942/gfx950)",
+        py::arg("q"), py::arg("buf"), py::arg("indices"), py::arg("sm_scale"), py::arg("fnuz"), py::arg("num_splits"));
 }

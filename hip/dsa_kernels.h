@@ -107,4 +107,79 @@ struct StoreMLAKVParams {
 };
 const char* launch_store_mla_kv(const StoreMLAKVParams& p, void* stream);
 
+// ---------------------------------------------------------------------------------------------
+// paged indexer logits (indexer_mfma.hip)
+// ---------------------------------------------------------------------------------------------
+// logits[r, s] = k_scale[s] * sum_h weights[r, h] * relu(q[r, h] . k[s]) for keys s <= last(r),
+// -inf for the other columns of the row (all max_pages * page_size of them are written), with
+// r = b * next_n + j, last(r) = min(context_lens[b] - next_n + j, max_pages * page_size - 1).
+// Keys come through the page table: key s of request b is token s % page_size of physical page
+// block_table[b, s / page_size]; a physical page outside [0, num_pages) reads as -inf.
+// gfx942 / gfx950: FP8 MFMA (operands in the device's native FP8: e4m3fnuz / e4m3fn);
+// elsewhere a portable path decoding FP8 with `fnuz`.
+struct PagedIndexerParams {
+  const uint8_t* q;             // fp8 [B, next_n, H, 128]
+  const uint8_t* kv;            // u8 [num_pages, page_size * 132]: page_size*128 FP8 keys, then f32 scales
+  const float* weights;         // f32 [B * next_n, H]
+  const int32_t* context_lens;  // i32 [B]
+  const int32_t* block_table;   // i32 [B, stride_bt]
+  int64_t stride_bt;
+  float* out;                   // f32 [B * next_n, stride_out], stride_out >= max_pages * page_size
+  int64_t stride_out;
+  int64_t num_pages;
+  int32_t batch;
+  int32_t next_n;
+  int32_t heads;                // 16, 32 or 64
+  int32_t page_size;            // multiple of 16
+  int32_t max_pages;
+  int32_t pages_per_wg;         // logical pages per workgroup (>= 1)
+  int32_t fnuz;                 // portable path: 1 = e4m3fnuz bytes, 0 = e4m3fn
+};
+
+constexpr int INDEXER_WAVES = 4;  // waves per workgroup (4 x DSA_WAVE_SIZE threads)
+
+// Workgroups of one launch: rows * ceil(max_pages / pages_per_wg).
+inline int64_t paged_indexer_workgroups(const PagedIndexerParams& p) {
+  return (int64_t)p.batch * p.next_n * ((p.max_pages + p.pages_per_wg - 1) / p.pages_per_wg);
+}
+const char* launch_paged_indexer_logits(const PagedIndexerParams& p, void* stream);
+
+// ---------------------------------------------------------------------------------------------
+// sparse MLA decode (sparse_mla_decode.hip)
+// ---------------------------------------------------------------------------------------------
+// For each query row r = b * s_q + t and head h: softmax(sm_scale * q[r, h] . kv[slot]) over the
+// slots indices[r, :] (-1 or >= num_slots: masked), times kv[slot, :512]. Split-K: num_splits
+// workgroups per (row, head block) each take a contiguous share of the top-k list and write a
+// normalized partial output + its LSE; a combine kernel merges them (num_splits == 1 writes the
+// result directly). A row with no valid slot: out = 0, lse = +inf.
+struct SparseMLADecodeParams {
+  const uint16_t* q;      // bf16 [R, H, 576], R = B * s_q
+  const void* kv;         // bf16 [num_slots, 576] or u8 [num_slots, 656] (FP8 records)
+  int64_t num_slots;
+  int32_t kv_fp8;         // 1: 656-byte records
+  int32_t fnuz;           // FP8 records in e4m3fnuz
+  const int32_t* indices; // i32 [R, topk]
+  int32_t topk;
+  int32_t rows;           // R
+  int32_t s_q;
+  int32_t heads;          // 16, 32 or a multiple of 64
+  float sm_scale;
+  uint16_t* out;          // bf16 [R, H, 512]
+  float* lse;             // f32 [B, H, s_q] (natural log)
+  int32_t num_splits;     // 1 <= num_splits <= ceil(topk / 16)
+  float* o_part;          // f32 [R, num_splits, H, 512] (num_splits > 1)
+  float* lse_part;        // f32 [R, num_splits, H]
+};
+
+constexpr int MLA_DECODE_BLOCK = 512;  // threads per workgroup of the main kernel
+constexpr int MLA_DECODE_BLOCK_N = 16; // slots per tile
+
+// Heads per workgroup of the main kernel (16, 32 or 64).
+inline int sparse_mla_heads_per_wg(int heads) { return heads < 64 ? heads : 64; }
+// Workgroups of the main kernel.
+inline int64_t sparse_mla_decode_workgroups(const SparseMLADecodeParams& p) {
+  return (int64_t)p.rows * (p.heads / sparse_mla_heads_per_wg(p.heads)) * p.num_splits;
+}
+const char* launch_sparse_mla_decode(const SparseMLADecodeParams& p, void* stream);
+
 }  // namespace dsa

@@ -332,7 +332,7 @@ DSA_DEVICE void lds_take(const uint64_t* cand, int cn, uint64_t cpre, int cbits,
 template <int BLOCK>
 DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p) {
   DSA_SHARED TopkShared<BLOCK> sh;
-  extern DSA_SHARED uint64_t topk_dyn_smem[];
+  DSA_DYNAMIC_SHARED(uint64_t, topk_dyn_smem);
   uint64_t* sel = topk_dyn_smem;                                    // [TOPK_MAX_K]
   uint64_t* cand = sel + TOPK_MAX_K;                               // [cap]
   uint32_t* hist = reinterpret_cast<uint32_t*>(cand + p.cap);      // [TOPK_RADIX_BINS]
@@ -471,6 +471,12 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
   dsa_sync();
 
   // ---- order: value descending, column ascending = composite descending (bitonic sort)
+  // A stage of stride s has thread t compare-swap elements i = 2t - (t mod s) and i + s. For
+  // s <= DSA_WAVE_SIZE, the pairs of the DSA_WAVE_SIZE consecutive t of one wave stay inside one
+  // aligned 2 * DSA_WAVE_SIZE-element chunk, the same chunk for every such stride: consecutive
+  // stages with strides <= DSA_WAVE_SIZE only exchange data inside a wave, so a wave barrier
+  // separates them; a block barrier is needed only around stages of larger strides (k = 2048:
+  // 15 block barriers instead of 66 on wave64).
   const uint32_t sc = sh.sel_count;
   int m = (int)(sc < (uint32_t)k ? sc : (uint32_t)k);
   int kpad = 1;
@@ -489,9 +495,14 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
           sel[j] = a;
         }
       }
-      dsa_sync();
+      const int next = stride > 1 ? stride >> 1 : size;  // stride of the next stage
+      if (stride <= DSA_WAVE_SIZE && next <= DSA_WAVE_SIZE)
+        dsa_wave_sync();
+      else
+        dsa_sync();
     }
   }
+  dsa_sync();
 
   // ---- write positions (or KV slots), -1 after the valid prefix
   int32_t* out = p.out + (int64_t)r * p.stride_out;
@@ -537,13 +548,13 @@ const char* launch_topk(const TopkParams& p, int block, void* stream) {
       err = dsa_set_max_dynamic_smem(_select_topk_kernel<1024>, smem);
       if (err == DSA_SUCCESS) configured[1][dev] = smem;
     }
-    if (err == DSA_SUCCESS) _select_topk_kernel<1024><<<p.rows, 1024, smem, s>>>(p);
+    if (err == DSA_SUCCESS) DSA_LAUNCH((_select_topk_kernel<1024>), p.rows, 1024, smem, s, p);
   } else if (block == 512) {
     if (configured[0][dev] < smem) {
       err = dsa_set_max_dynamic_smem(_select_topk_kernel<512>, smem);
       if (err == DSA_SUCCESS) configured[0][dev] = smem;
     }
-    if (err == DSA_SUCCESS) _select_topk_kernel<512><<<p.rows, 512, smem, s>>>(p);
+    if (err == DSA_SUCCESS) DSA_LAUNCH((_select_topk_kernel<512>), p.rows, 512, smem, s, p);
   } else {
     return "top-k: block must be 512 or 1024";
   }

@@ -1,10 +1,20 @@
 """``hip`` provider: C++ kernels from ``hip/`` built as a torch extension on first use.
 
 Ops: ``topk_indices`` (exact radix top-k, k <= 2048), ``store_indexer_k`` and ``store_mla_kv``
-(byte-exact cache stores). The same sources build with hipcc on ROCm torch (gfx942 / gfx950,
-wave64) and with nvcc on CUDA torch (wave32), so the numerics are checked on NVIDIA hardware
-too; on AMD they are compile-checked only (``rocm-dsa compile``). Other ops fall back to other
-providers through :func:`rocm_dsa.backends.select`.
+(byte-exact cache stores), ``indexer_logits_paged`` (FP8 MFMA on gfx942 / gfx950) and
+``sparse_mla_decode`` (bf16 MFMA, bf16 or 656-byte FP8 latent cache, split-K + LSE merge). The
+same sources build with hipcc on ROCm torch (gfx942 / gfx950, wave64) and with nvcc on CUDA torch
+(wave32), so the numerics are checked on NVIDIA hardware too; on AMD they are compile-checked
+only (``rocm-dsa compile``). Other ops fall back to other providers through
+:func:`rocm_dsa.backends.select`.
+
+Paths (:data:`PATHS`): the two MFMA kernels have a portable path of the same source (no matrix
+cores: FP32 FMAs in the MFMA C-fragment layout) that every non-gfx942/gfx950 device runs. It
+exists to execute the shared indexing / paging / masking / softmax / merge code on NVIDIA GPUs;
+it is several times slower than tensor-core kernels, so there it is served only when asked for
+with ``ROCM_DSA_HIP_PORTABLE=1`` (then ``provider="hip"`` or the automatic choice may pick it).
+Launch heuristics (pages per workgroup, split-K) are data: ``rocm_dsa/configs/<arch>/hip_<op>.json``
+over ``configs/default/hip_<op>.json``.
 
 Unavailable, with the reason, when torch sees no GPU or the toolchain (hipcc/nvcc, ninja, a host
 C++ compiler) is missing; importing this module never compiles anything. Semantics: see
@@ -14,7 +24,11 @@ DeepSeek-V3.2 ``act_quant`` + SGLang's cache layouts).
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+from importlib import resources
+from typing import Any
 
 import torch
 
@@ -22,9 +36,101 @@ from .. import hipext
 from ..platform import detect
 from . import Case, Provider
 
-__all__ = ["HipProvider", "PROVIDER", "topk", "topk_block_size"]
+__all__ = ["HipProvider", "PROVIDER", "PATHS", "topk", "topk_block_size", "launch_config", "indexer_pages_per_wg",
+           "decode_num_splits", "indexer_logits_paged", "sparse_mla_decode"]
 
 _MAX_K = 2048
+#: archs with the MFMA code paths, and the FP8 encoding their matrix cores read
+MFMA_ARCHS: dict[str, torch.dtype] = {"gfx942": torch.float8_e4m3fnuz, "gfx950": torch.float8_e4m3fn}
+#: opt-in for the portable (non-MFMA) path of the MFMA kernels on other devices
+PORTABLE_ENV = "ROCM_DSA_HIP_PORTABLE"
+_MFMA_OPS = frozenset({"indexer_logits_paged", "sparse_mla_decode"})
+
+#: op -> where each code path of the hip provider is compiled and executed (for ``rocm-dsa check``)
+PATHS: dict[str, str] = {
+    "indexer_logits_paged": "MFMA v_mfma_f32_16x16x32_fp8_fp8 (gfx942) / 16x16x128_f8f6f4 (gfx950): compiled for "
+                            "gfx942/gfx950, not executed here; portable path (same source, FP32 FMAs): executed on "
+                            "the H200 via nvcc (opt-in " + PORTABLE_ENV + "=1) and on the CPU (host emulation, tests)",
+    "sparse_mla_decode": "MFMA v_mfma_f32_16x16x16_bf16 (+16x16x32_bf16 on gfx950): compiled for gfx942/gfx950, not "
+                         "executed here; portable path: executed on the H200 via nvcc (opt-in " + PORTABLE_ENV +
+                         "=1) and on the CPU (host emulation, tests)",
+    "topk_indices": "one source, no MFMA: executed on the H200 via nvcc; compiled for gfx942/gfx950",
+    "store_indexer_k": "one source, no MFMA: executed on the H200 via nvcc; compiled for gfx942/gfx950",
+    "store_mla_kv": "one source, no MFMA: executed on the H200 via nvcc; compiled for gfx942/gfx950",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def launch_config(op: str, arch: str) -> dict[str, Any]:
+    """Launch heuristics of the HIP kernel ``op`` on ``arch``: the ``default`` dict of
+    ``rocm_dsa/configs/default/hip_<op>.json`` updated by ``configs/<arch>/hip_<op>.json`` when it
+    exists. Raises FileNotFoundError when the default file is missing."""
+    merged: dict[str, Any] = {}
+    found = False
+    for where in ("default", arch):
+        path = resources.files("rocm_dsa").joinpath("configs").joinpath(where).joinpath(f"hip_{op}.json")
+        if path.is_file():
+            with path.open() as f:
+                merged.update(json.load(f).get("default", {}))
+            found = True
+    if not found:
+        raise FileNotFoundError(f"no launch config for HIP op {op!r}: expected rocm_dsa/configs/default/hip_{op}.json")
+    return merged
+
+
+def indexer_pages_per_wg(rows: int, max_pages: int, num_cus: int, cfg: dict[str, Any]) -> int:
+    """Logical pages per workgroup of the paged indexer: the fewest that still leave
+    ``workgroups_per_cu`` workgroups per compute unit (rows x chunks), clamped to
+    [1, ``max_pages_per_wg``]."""
+    target = max(1, int(cfg["workgroups_per_cu"]) * max(1, num_cus))
+    ppw = -(-rows * max_pages // target)
+    return int(min(max(ppw, 1), int(cfg["max_pages_per_wg"]), max(1, max_pages)))
+
+
+def decode_num_splits(rows: int, heads: int, topk: int, num_cus: int, cfg: dict[str, Any]) -> int:
+    """Split-K factor of sparse MLA decode: enough splits for rows x head blocks x splits to reach
+    ``workgroups_per_cu`` workgroups per compute unit, each split keeping at least
+    ``min_keys_per_split`` of the top-k list (and one 16-slot tile)."""
+    head_blocks = max(1, heads // min(heads, 64))
+    target = max(1, int(cfg["workgroups_per_cu"]) * max(1, num_cus))
+    want = -(-target // max(1, rows * head_blocks))
+    cap = max(1, topk // int(cfg["min_keys_per_split"]))
+    return int(max(1, min(want, cap, -(-topk // 16))))
+
+
+def indexer_logits_paged(q_fp8, buf, weights, context_lens, block_table, *, pages_per_wg: int | None = None,
+                         out: torch.Tensor | None = None) -> torch.Tensor:
+    """Paged indexer logits on the GPU (the kernel behind the provider's op; arguments as
+    :func:`rocm_dsa.ops.indexer_logits_paged` with the raw buffer).
+
+    ``pages_per_wg`` overrides the launch heuristic (tests); ``out``: preallocated
+    [B*next_n, max_pages*page_size] f32. Raises HipBuildError / RuntimeError (argument named).
+    """
+    ext = hipext.load()
+    if pages_per_wg is None:
+        plat = detect(q_fp8.device)
+        b, next_n = q_fp8.shape[0], q_fp8.shape[1]
+        pages_per_wg = indexer_pages_per_wg(b * next_n, block_table.shape[1], plat.num_cus,
+                                            launch_config("indexer_logits_paged", plat.arch))
+    if block_table.stride(-1) != 1:
+        block_table = block_table.contiguous()
+    return ext.indexer_logits_paged(q_fp8, buf, weights, context_lens, block_table, int(pages_per_wg), out)
+
+
+def sparse_mla_decode(q, buf, indices, sm_scale: float, fp8_dtype: torch.dtype, *,
+                      num_splits: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse MLA decode on the GPU: (out [B, s_q, H, 512] bf16, lse [B, H, s_q] f32), arguments
+    as :func:`rocm_dsa.ops.sparse_mla_decode` with the raw cache buffer. ``num_splits`` overrides
+    the split-K heuristic (tests). Raises HipBuildError / RuntimeError (argument named)."""
+    ext = hipext.load()
+    if num_splits is None:
+        plat = detect(q.device)
+        b, s_q, h = q.shape[0], q.shape[1], q.shape[2]
+        num_splits = decode_num_splits(b * s_q, h, indices.shape[-1], plat.num_cus,
+                                       launch_config("sparse_mla_decode", plat.arch))
+    out, lse = ext.sparse_mla_decode(q, buf, indices, float(sm_scale), fp8_dtype == torch.float8_e4m3fnuz,
+                                     int(num_splits))
+    return out, lse
 
 
 def topk_block_size(rows: int, num_sms: int) -> int:
@@ -87,14 +193,37 @@ def topk(
 
 class HipProvider(Provider):
     name = "hip"
-    ops = frozenset({"topk_indices", "store_indexer_k", "store_mla_kv"})
+    ops = frozenset({"topk_indices", "store_indexer_k", "store_mla_kv", "indexer_logits_paged", "sparse_mla_decode"})
     devices = frozenset({"cuda"})
-    description = "HIP/CUDA C++ kernels (hip/): exact radix top-k, cache stores; built on first use"
+    description = ("HIP/CUDA C++ kernels (hip/): exact radix top-k, cache stores, paged FP8 indexer and sparse MLA "
+                   "decode (MFMA on gfx942/gfx950: compiled, not executed here; portable path elsewhere, opt-in "
+                   f"{PORTABLE_ENV}=1); built on first use")
+    paths = PATHS
 
     def unavailable_reason(self) -> str | None:
         return hipext.unavailable_reason()
 
     def case_reasons(self, case: Case) -> list[str]:
+        reasons: list[str] = []
+        if case.op in _MFMA_OPS and case.arch not in MFMA_ARCHS and os.environ.get(PORTABLE_ENV, "") != "1":
+            reasons.append(f"{case.op}: MFMA kernel for gfx942/gfx950; its portable path on {case.arch} is a "
+                           f"validation path (set {PORTABLE_ENV}=1 to use it)")
+        if case.op == "indexer_logits_paged":
+            if case.heads not in (16, 32, 64):
+                reasons.append(f"indexer heads must be 16, 32 or 64, got {case.heads}")
+            ps = case.get("page_size")
+            if ps is not None and ps % 16:
+                reasons.append(f"page_size must be a multiple of 16, got {ps}")
+            native = MFMA_ARCHS.get(case.arch)
+            qdt = case.dtype("q_fp8")
+            if native is not None and qdt is not None and qdt != native:
+                reasons.append(f"{case.arch} FP8 MFMA reads {native}, got q_fp8 {qdt}")
+            return reasons
+        if case.op == "sparse_mla_decode":
+            h = case.heads
+            if h is not None and not (h in (16, 32) or (h > 0 and h % 64 == 0)):
+                reasons.append(f"heads must be 16, 32 or a multiple of 64, got {h}")
+            return reasons
         if case.op == "topk_indices":
             k = case.get("k")
             if k is not None and k > _MAX_K:
@@ -119,6 +248,12 @@ class HipProvider(Provider):
         page_size = logits.shape[1] // max(1, block_table.shape[1])
         return topk(logits, lengths=context_lens, next_n=next_n,
                     block_table=block_table if return_slots else None, page_size=max(1, page_size), k=k, out=out)
+
+    def indexer_logits_paged(self, q_fp8, buf, weights, context_lens, block_table):
+        return indexer_logits_paged(q_fp8, buf, weights, context_lens, block_table)
+
+    def sparse_mla_decode(self, q, buf, indices, sm_scale, d_v, fp8_dtype):
+        return sparse_mla_decode(q, buf, indices, sm_scale, fp8_dtype)
 
     def store_indexer_k(self, k, buf, slot_mapping, fp8_dtype, scale_fmt):
         hipext.load().store_indexer_k(k, buf, slot_mapping, fp8_dtype == torch.float8_e4m3fnuz,

@@ -5,7 +5,8 @@
 * :func:`hip_compile_report` / :mod:`rocm_dsa.hipext.compile_report` compile every kernel
   device-only for gfx942 / gfx950 with clang (no GPU, no ROCm) and report VGPRs, SGPRs, spills,
   LDS and occupancy — the ``hip`` rows of ``rocm-dsa compile``;
-* :mod:`rocm_dsa.hipext.topk_model` is a step-by-step Python model of the radix top-k kernel.
+* :mod:`rocm_dsa.hipext.topk_model` is a step-by-step Python model of the radix top-k kernel;
+* :mod:`rocm_dsa.mi300x_model` is the static MI300X / MI355X cost model of the MFMA kernels.
 
 Importing this package loads no compiler and touches no GPU.
 """

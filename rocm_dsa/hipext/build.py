@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: kernel translation units (device code) and the torch binding, relative to the source dir
-KERNEL_SOURCES: tuple[str, ...] = ("topk.hip", "cache_store.hip")
+KERNEL_SOURCES: tuple[str, ...] = ("topk.hip", "cache_store.hip", "indexer_mfma.hip", "sparse_mla_decode.hip")
 BINDING_SOURCE = "dsa_ext.cpp"
 _HEADER_SUFFIXES = (".h", ".hpp", ".cuh")
 
@@ -212,7 +212,7 @@ def load(*, verbose: bool | None = None, variant: str = "default") -> ModuleType
     """The compiled extension module, building it on first use (thread-safe, cached).
 
     Functions of the module: ``topk``, ``topk_default_cap``, ``store_indexer_k``,
-    ``store_mla_kv`` (see hip/dsa_ext.cpp); use them through :mod:`rocm_dsa.backends.hip`.
+    ``store_mla_kv``, ``indexer_logits_paged``, ``sparse_mla_decode`` (see hip/dsa_ext.cpp); use them through :mod:`rocm_dsa.backends.hip`.
     ``variant`` picks a build from :data:`VARIANTS` (tests only; the provider uses "default").
 
     Raises:

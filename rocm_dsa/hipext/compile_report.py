@@ -13,9 +13,15 @@ kernel is launched with is added here, then occupancy and the CI checks (spills,
 :func:`rocm_dsa.compile.report.row_from_resources`, as for the Triton kernels.
 
 gfx950 needs LLVM >= 20. With an older clang (Debian 12's clang-19) the gfx950 rows are made by
-clang's front end and optimizer (LLVM IR at -O3, emitted for gfx942: same wave64 ISA family, the
-kernels use no arch macros) and the AMDGPU code generator of the LLVM that ships inside Triton,
-retargeted to gfx950. Each row says which path produced it.
+clang's front end and optimizer (LLVM IR at -O3, emitted for gfx942 with ``-DDSA_TARGET_GFX950``
+so that the sources take their gfx950 code paths: hip/dsa_port.h, hip/mfma_layouts.h) and the
+AMDGPU code generator of the LLVM that ships inside Triton, retargeted to gfx950. Each row says
+which path produced it.
+
+Checks beyond spills / LDS (rocm_dsa.compile.report.check_row): the paged indexer
+(``_paged_indexer_logits_kernel``) must use an FP8 MFMA on both archs
+(``v_mfma_f32_16x16x32_fp8_fp8`` on gfx942 = e4m3fnuz operands; ``v_mfma_*_16x16x128_f8f6f4``
+[fp8,fp8] on gfx950), the sparse MLA decode kernel some MFMA (bf16).
 
 Toolchain lookup: ``$ROCM_DSA_HIP_CLANG``, /opt/rocm/llvm/bin/clang++, clang++-21 ... clang++-19,
 clang++. No clang or no HIP headers -> :class:`rocm_dsa.compile.report.SourceUnavailable`.
@@ -107,11 +113,13 @@ def toolchain_version() -> str:
 
 
 def compile_command(source: Path, arch: str, out: Path, *, clang: str | None = None,
-                    emit_llvm: bool = False) -> list[str]:
-    """The clang command line compiling ``source`` device-only for ``arch`` to ``out``."""
+                    emit_llvm: bool = False, defines: tuple[str, ...] = ()) -> list[str]:
+    """The clang command line compiling ``source`` device-only for ``arch`` to ``out``
+    (``defines``: extra ``-D`` macros, e.g. ``DSA_TARGET_GFX950`` for the retargeted path)."""
     clang = clang or find_clang() or "clang++-19"
     cmd = [clang, "-x", "hip", f"--offload-arch={arch}", "--cuda-device-only", "-nogpulib",
            "-O3", "-std=c++17", "-S", *(["-emit-llvm"] if emit_llvm else []),
+           *(f"-D{d}" for d in defines),
            f"-I{source.parent}", *_hip_include_flags(), str(source), "-o", str(out)]
     return cmd
 
@@ -158,14 +166,17 @@ def _device_asm_cached(source_path: str, arch: str, _digest: str) -> tuple[str, 
             if r.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)}\n{r.stderr.strip()}")
             return out.read_text(), f"{toolchain_version()} --offload-arch={arch}"
-        # older clang: front end + optimizer for gfx942, code generation for `arch` by Triton's LLVM
+        # older clang: front end + optimizer for gfx942, code generation for `arch` by Triton's LLVM;
+        # DSA_TARGET_<ARCH> makes the sources take `arch`'s code paths (hip/dsa_port.h: the gfx950
+        # MFMA instructions, called by LLVM intrinsic name since the old front end lacks them)
         out = Path(tmp) / f"{source.stem}-gfx942.ll"
-        cmd = compile_command(source, "gfx942", out, clang=clang, emit_llvm=True)
+        cmd = compile_command(source, "gfx942", out, clang=clang, emit_llvm=True,
+                              defines=(f"DSA_TARGET_{arch.upper()}",))
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}\n{r.stderr.strip()}")
         asm = _retarget_with_triton_llvm(out.read_text(), arch)
-        return asm, f"{toolchain_version()} IR (gfx942) + Triton LLVM codegen for {arch}"
+        return asm, f"{toolchain_version()} IR (gfx942 front end, -DDSA_TARGET_{arch.upper()}) + Triton LLVM codegen for {arch}"
 
 
 def _demangle(symbols: list[str]) -> dict[str, str]:
@@ -186,23 +197,48 @@ def _label(symbol: str, demangled: str | None) -> tuple[str, str]:
     m = re.search(r"(_\w+?_kernel)<([^>]*)>", text)
     if m:
         return m.group(1), m.group(2).replace("(dsa::DType)", "").strip()
+    m = re.search(r"(_\w+?_kernel)\(", text)  # not a template
+    if m:
+        return m.group(1), ""
     m = re.search(r"\d+(_\w+?_kernel)I(?:Li|LN3dsa5DTypeE)(\d+)E", symbol)  # mangled fallback
     if m:
         return m.group(1), m.group(2)
+    m = re.search(r"\d+(_\w+?_kernel)E", symbol)
+    if m:
+        return m.group(1), ""
     return text, ""
 
 
-def _launch(kernel: str, targ: str, arch: str) -> tuple[int, int, dict[str, Any], str]:
-    """(workgroup size, dynamic LDS bytes, launch dict, config label) of one instantiation."""
+#: workgroup sizes of the indexer (hip/dsa_kernels.h INDEXER_WAVES x 64) and MLA decode kernels
+_INDEXER_BLOCK = 4 * 64
+_MLA_DECODE_BLOCK = 512
+
+
+def _launch(kernel: str, targ: str, arch: str) -> tuple[int, int, dict[str, Any], str, dict[str, bool]]:
+    """(workgroup size, dynamic LDS bytes, launch dict, config label, checks) of one
+    instantiation; checks = {"requires_fp8_mfma": ..., "requires_mfma": ...}."""
     from rocm_dsa.platform import for_arch
 
     if kernel == "_select_topk_kernel":
         block = int(targ)
         cap = topk_default_cap(for_arch(arch).lds_bytes)
         dyn = topk_dynamic_smem_bytes(cap)
-        return block, dyn, {"block": block, "cap": cap}, f"BLOCK={block} k<=2048 cap={cap}"
+        return block, dyn, {"block": block, "cap": cap}, f"BLOCK={block} k<=2048 cap={cap}", {}
+    if kernel == "_paged_indexer_logits_kernel":
+        heads = 16 * int(targ)
+        fp8 = "e4m3fnuz" if arch == "gfx942" else "e4m3fn"
+        return (_INDEXER_BLOCK, 0, {"block": _INDEXER_BLOCK},
+                f"H={heads} D=128 page-table, {fp8} q.k", {"requires_fp8_mfma": True})
+    if kernel == "_decode_sparse_mla_kernel":
+        ht, fp8 = (x.strip() for x in targ.split(","))
+        heads = 16 * int(ht)
+        kv = "fp8-656B" if fp8 in ("true", "1") else "bf16"
+        return (_MLA_DECODE_BLOCK, 0, {"block": _MLA_DECODE_BLOCK},
+                f"H={heads if heads < 64 else '64/128 (64 per WG)'} kv={kv}", {"requires_mfma": True})
+    if kernel == "_merge_sparse_mla_kernel":
+        return _MLA_DECODE_BLOCK, 0, {"block": _MLA_DECODE_BLOCK}, "split-K LSE merge", {}
     dtype = _DT.get(targ, targ)
-    return _STORE_BLOCK, 0, {"block": _STORE_BLOCK}, f"input={dtype}"
+    return _STORE_BLOCK, 0, {"block": _STORE_BLOCK}, f"input={dtype}", {}
 
 
 def report_rows(arch: str, kernel: str | None = None) -> list:
@@ -247,13 +283,13 @@ def report_rows(arch: str, kernel: str | None = None) -> list:
         names = _demangle(sorted(res))
         for sym in sorted(res):
             kname, targ = _label(sym, names.get(sym))
-            block, dyn, launch, config = _launch(kname, targ, arch)
+            block, dyn, launch, config, checks = _launch(kname, targ, arch)
             if not matches(kernel, module, kname, config):
                 continue
             rows.append(row_from_resources(
                 source="hip", module=module, kernel=kname, config=config, arch=arch, res=res[sym],
                 waves_per_workgroup=-(-block // 64), dynamic_lds_bytes=dyn, launch=launch,
-                description=f"{how}; dynamic LDS {dyn} B" if dyn else how, seconds=seconds))
+                description=f"{how}; dynamic LDS {dyn} B" if dyn else how, seconds=seconds, **checks))
     return rows
 
 

@@ -41,6 +41,10 @@ def test_only_the_portability_header_names_vendor_apis():
             text = p.read_text()
             used = [v for v in vendor if v in text]
             assert not used, f"{p.name} uses {used}: put it in dsa_port.h"
+    # the MFMA layout header may name the matrix-core builtins, nothing else vendor-specific
+    text = (hipext.source_dir() / "mfma_layouts.h").read_text().replace("__builtin_amdgcn_mfma", "")
+    used = [v for v in vendor if v in text]
+    assert not used, f"mfma_layouts.h uses {used}: put it in dsa_port.h"
 
 
 def test_source_hash_tracks_contents(tmp_path, monkeypatch):
@@ -57,7 +61,7 @@ def test_source_hash_tracks_contents(tmp_path, monkeypatch):
 
 def test_cuda_wrappers_include_the_hip_sources(tmp_path):
     paths = build._cuda_wrappers(hipext.source_dir(), tmp_path)
-    assert [Path(p).name for p in paths] == ["topk.cu", "cache_store.cu"]
+    assert [Path(p).name for p in paths] == ["topk.cu", "cache_store.cu", "indexer_mfma.cu", "sparse_mla_decode.cu"]
     assert (hipext.source_dir() / "topk.hip").as_posix() in Path(paths[0]).read_text()
 
 
@@ -104,7 +108,7 @@ def test_provider_declares_ops_and_refuses_large_k():
     from rocm_dsa.backends import Case
 
     p = get_provider("hip")
-    assert p.ops == {"topk_indices", "store_indexer_k", "store_mla_kv"}
+    assert p.ops == {"topk_indices", "store_indexer_k", "store_mla_kv", "indexer_logits_paged", "sparse_mla_decode"}
     assert p.case_reasons(Case("topk_indices", "cuda", "sm90", extra=(("k", 4096), ("columns", 10)))) \
         == ["top-k supports k <= 2048, got k=4096"]
     assert p.case_reasons(Case("topk_indices", "cuda", "sm90", extra=(("k", 2048), ("columns", 10)))) == []
@@ -123,3 +127,45 @@ def test_topk_block_size_rule():
     assert hip.topk_block_size(64, 132) == 1024
     assert hip.topk_block_size(264, 132) == 512
     assert hip.topk_block_size(10, 0) == 1024
+
+
+def test_mfma_ops_case_rules(monkeypatch):
+    """MFMA kernels: native on gfx942 / gfx950 (with the arch's FP8 encoding for the indexer); the
+    portable path elsewhere only with ROCM_DSA_HIP_PORTABLE=1; supported head counts."""
+    from rocm_dsa.backends import Case
+
+    p = get_provider("hip")
+    fnuz, fn = torch.float8_e4m3fnuz, torch.float8_e4m3fn
+
+    def idx(arch, heads=64, q=fn, page=64):
+        return Case("indexer_logits_paged", "cuda", arch, (("q_fp8", q),), heads, (("page_size", page), ("next_n", 1)))
+
+    def dec(arch, heads):
+        return Case("sparse_mla_decode", "cuda", arch, (("q", torch.bfloat16),), heads, (("kv_format", "fp8"),))
+
+    monkeypatch.delenv("ROCM_DSA_HIP_PORTABLE", raising=False)
+    assert p.case_reasons(idx("gfx942", q=fnuz)) == [] and p.case_reasons(idx("gfx950", q=fn)) == []
+    assert any("e4m3fnuz" in r for r in p.case_reasons(idx("gfx942", q=fn)))
+    assert any("ROCM_DSA_HIP_PORTABLE" in r for r in p.case_reasons(idx("sm90")))
+    assert any("heads" in r for r in p.case_reasons(idx("gfx950", heads=48)))
+    assert any("page_size" in r for r in p.case_reasons(idx("gfx950", page=8)))
+    for h in (16, 32, 64, 128, 256):
+        assert p.case_reasons(dec("gfx942", h)) == []
+    assert any("heads" in r for r in p.case_reasons(dec("gfx942", 48)))
+    assert any("ROCM_DSA_HIP_PORTABLE" in r for r in p.case_reasons(dec("sm90", 128)))
+    monkeypatch.setenv("ROCM_DSA_HIP_PORTABLE", "1")
+    assert p.case_reasons(idx("sm90", q=fnuz)) == [] and p.case_reasons(dec("sm90", 16)) == []
+
+
+def test_launch_heuristics_are_data():
+    hip = importlib.import_module("rocm_dsa.backends.hip")
+    cfg = hip.launch_config("sparse_mla_decode", "gfx942")
+    assert cfg["workgroups_per_cu"] >= 1 and cfg["min_keys_per_split"] >= 16
+    # one decode row on MI300X: split until 2 WGs / CU, but keep >= 256 keys per split
+    assert hip.decode_num_splits(1, 128, 2048, 304, cfg) == 8
+    assert hip.decode_num_splits(4096, 128, 2048, 304, cfg) == 1
+    assert hip.decode_num_splits(1, 16, 20, 304, cfg) == 1
+    icfg = hip.launch_config("indexer_logits_paged", "gfx942")
+    assert hip.indexer_pages_per_wg(1, 2048, 304, icfg) == 2
+    assert hip.indexer_pages_per_wg(128, 2048, 304, icfg) == icfg["max_pages_per_wg"]
+    assert hip.indexer_pages_per_wg(1, 1, 304, icfg) == 1

@@ -24,6 +24,11 @@ EXPECTED = {
     ("cache_store", "_store_indexer_k_kernel", "input=f32"), ("cache_store", "_store_indexer_k_kernel", "input=bf16"),
     ("cache_store", "_store_indexer_k_kernel", "input=f16"), ("cache_store", "_store_mla_kv_fp8_kernel", "input=bf16"),
     ("cache_store", "_store_mla_kv_bf16_kernel", "input=bf16"),
+    ("indexer_mfma", "_paged_indexer_logits_kernel", "H=16"), ("indexer_mfma", "_paged_indexer_logits_kernel", "H=32"),
+    ("indexer_mfma", "_paged_indexer_logits_kernel", "H=64"),
+    ("sparse_mla_decode", "_decode_sparse_mla_kernel", "H=16"), ("sparse_mla_decode", "_decode_sparse_mla_kernel", "H=32"),
+    ("sparse_mla_decode", "_decode_sparse_mla_kernel", "H=64/128"),
+    ("sparse_mla_decode", "_merge_sparse_mla_kernel", "split-K"),
 }
 
 
@@ -80,3 +85,36 @@ def test_compile_error_becomes_a_failing_row(monkeypatch, tmp_path):
 
 def test_toolchain_version_names_clang():
     assert cr.toolchain_version().startswith("clang ")
+
+
+def test_mfma_kernels_use_the_matrix_cores(rows):
+    """gfx942 indexer: v_mfma_f32_16x16x32_fp8_fp8 (e4m3fnuz operands, required by the report's
+    fp8-mfma check); gfx950: the f8f6f4 16x16x128 FP8 MFMA. Sparse MLA decode: bf16 MFMAs, 16x16x32
+    on gfx950 for Q.K. Both kernel families within 64 KiB of LDS on both archs."""
+    from rocm_dsa.compile.amdgpu import mfma_operand_kind
+
+    arch, rs = rows
+    idx = [r for r in rs if r["kernel"] == "_paged_indexer_logits_kernel"]
+    dec = [r for r in rs if r["kernel"] == "_decode_sparse_mla_kernel"]
+    assert len(idx) == 3 and len(dec) == 6
+    for r in idx:
+        assert r["requires_fp8_mfma"] and "fp8" in r["mfma_kinds"], r["mfma"]
+        want = "v_mfma_f32_16x16x32_fp8_fp8" if arch == "gfx942" else "16x16x128_f8f6f4"
+        assert any(want in m for m in r["mfma"]), r["mfma"]
+        assert r["lds_bytes"] <= 64 * 1024
+    for r in dec:
+        assert r["requires_mfma"] and set(r["mfma_kinds"]) == {"bf16"}, r["mfma"]
+        assert all(mfma_operand_kind(m) == "bf16" for m in r["mfma"])
+        if arch == "gfx950":
+            assert any("16x16x32_bf16" in m for m in r["mfma"]), r["mfma"]
+        assert r["lds_bytes"] <= 64 * 1024 and r["waves_per_simd"] >= 1
+
+
+def test_missing_fp8_mfma_fails_the_indexer_row():
+    """The report's fp8-mfma check is live: an indexer row without FP8 MFMA fails."""
+    from rocm_dsa.compile.report import Row, check_row
+
+    r = Row(source="hip", module="indexer_mfma", kernel="_paged_indexer_logits_kernel", config="H=64", arch="gfx942",
+            vgprs=80, sgprs=50, vgpr_spills=0, sgpr_spills=0, scratch_bytes=0, lds_bytes=0, lds_limit=65536,
+            mfma={"v_mfma_f32_16x16x16_f16": 16}, requires_fp8_mfma=True)
+    assert any(f.startswith("fp8-mfma") for f in check_row(r))

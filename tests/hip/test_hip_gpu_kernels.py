@@ -96,3 +96,46 @@ def test_store_mla_kv_bytes(fp8_dtype, kv_dtype):
     ops.store_mla_kv(c, r, a, slots, provider="hip")
     ops.store_mla_kv(c, r, b, slots, provider="reference")
     assert torch.equal(a.buffer.view(torch.uint8), b.buffer.view(torch.uint8))
+
+
+@pytest.fixture
+def portable(monkeypatch):
+    """Off gfx942 / gfx950 the MFMA kernels run their portable path, opt-in."""
+    monkeypatch.setenv("ROCM_DSA_HIP_PORTABLE", "1")
+
+
+@pytest.mark.parametrize("next_n", [1, 2])
+def test_indexer_logits_paged_matches_reference(portable, next_n):
+    from rocm_dsa.platform import detect
+    from rocm_dsa.testing import assert_close
+
+    dev = torch.device("cuda")
+    fp8 = detect(dev).fp8_dtype
+    cache = IndexerKCache(40, fp8_dtype=fp8, device=dev)
+    cache.store(torch.randn(40 * 64, 128, device=dev), torch.arange(40 * 64, device=dev), provider="reference")
+    b = 3
+    q = (torch.randn(b, next_n, 64, 128, device=dev) * 2).to(fp8)
+    w = torch.randn(b * next_n, 64, device=dev) * 0.02
+    lens = torch.tensor([700, 1, 64 * 12], dtype=torch.int32, device=dev)
+    bt = torch.randperm(40, device=dev)[:36].view(b, 12).to(torch.int32)
+    got = ops.indexer_logits_paged(q, cache, w, lens, bt, provider="hip")
+    want = ops.indexer_logits_paged(q, cache, w, lens, bt, provider="reference")
+    assert_close(got, want, dtype=torch.float32, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("heads,kv_dtype", [(16, "bf16"), (64, "fp8"), (128, "bf16")])
+def test_sparse_mla_decode_matches_reference(portable, heads, kv_dtype):
+    from rocm_dsa.testing import assert_close
+
+    dev = torch.device("cuda")
+    cache = MLAKVCache(20, kv_dtype=kv_dtype, device=dev)
+    n = 20 * 64
+    cache.store(torch.randn(n, 512, device=dev), torch.randn(n, 64, device=dev), torch.arange(n, device=dev),
+                provider="reference")
+    q = torch.randn(2, 2, heads, 576, device=dev).bfloat16()
+    idx = torch.randint(-1, n + 10, (2, 2, 300), dtype=torch.int32, device=dev)
+    idx[1, 1] = -1
+    out, lse = ops.sparse_mla_decode(q, cache, idx, sm_scale=0.1352338, provider="hip")
+    want_out, want_lse = ops.sparse_mla_decode(q, cache, idx, sm_scale=0.1352338, provider="reference")
+    assert_close(out, want_out)
+    assert_close(lse, want_lse, dtype=torch.float32, atol=1e-4, rtol=1e-5)
