@@ -800,6 +800,11 @@ def model_rows(points: Sequence[Point], part: str) -> dict[str, Any]:
             "tflops": c.flops / (us * 1e-6) / 1e12 if (us and c.flops) else None,
             "roofline_pct": None, "roof_us": us, "bound": r["bound"],
         })
+        if plat.arch in ("gfx942", "gfx950"):  # per-launch bytes/MFMA count of our HIP kernel
+            from .mi300x_model import kernel_estimate
+
+            est = kernel_estimate(pt.op, p, plat.arch)
+            rows[-1]["hip_kernel"] = est.to_dict() if est else None
     return {
         "schema": SCHEMA,
         "kind": "model",
@@ -891,7 +896,7 @@ def sweep_table(rows: Sequence[dict[str, Any]], sweep: str, op: str | None = Non
 
     Measured rows: op, shape, provider, time (µs), GB/s, TFLOP/s, % roofline, bound; skipped or
     failed points show their reason. Predicted rows (``--model``): op, shape, predicted µs,
-    MB moved, GFLOP, bound. ``compact``: shape parameters equal in every row move to ``common``.
+    MB moved, GFLOP, bound, and the per-launch estimate of our HIP MFMA kernel where one exists. ``compact``: shape parameters equal in every row move to ``common``.
     """
     sel = [r for r in rows if r["sweep"] == sweep and (op is None or r["op"] == op)]
     common = ""
@@ -905,15 +910,16 @@ def sweep_table(rows: Sequence[dict[str, Any]], sweep: str, op: str | None = Non
     model = bool(sel) and all(r["status"] == "predicted" for r in sel)
     first_h = ["op"] if with_op else []
     if model:
-        header = first_h + ["shape", "predicted µs", "MB moved", "GFLOP", "bound"]
+        header = first_h + ["shape", "predicted µs", "MB moved", "GFLOP", "bound", "HIP kernel µs"]
     else:
         header = first_h + ["shape", "provider", "time (µs)", "GB/s", "TFLOP/s", "% roofline", "bound"]
     out = []
     for r, label in zip(sel, labels):
         first = [r["op"]] if with_op else []
         if model:
+            hip = r.get("hip_kernel") or {}
             out.append(first + [label, _fmt(r.get("time_us")), _fmt(r["bytes"] / 1e6), _fmt(r["flops"] / 1e9),
-                                r.get("bound") or "–"])
+                                r.get("bound") or "–", _fmt(hip.get("predicted_us")) if hip else "–"])
             continue
         prov = r["provider"]
         if r.get("resolved") and r["resolved"] != prov:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels run in the interpreter on CPU machines. Triton reads this when it is first
+    # imported, so it must be set here, before any test module (or plugin) imports triton.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 # Small, deterministic property tests: CI is a 2-core machine.

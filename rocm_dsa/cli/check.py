@@ -96,6 +96,7 @@ def _print_report(report, console: Console) -> None:
                    else f"[red]FAIL[/red] {escape(r.detail)}")
             t.add_row(escape(r.probe), r.provider + ("*" if r.chosen else ""), escape(r.where), res)
         console.print(t)
+    _print_code_paths(console)
     skipped = [r for r in report.results if r.selftest == "skip"]
     for why in sorted({r.detail for r in skipped}):
         who = sorted({r.provider for r in skipped if r.detail == why})
@@ -176,3 +177,19 @@ class _null:
 def register(app: typer.Typer) -> None:
     """Add ``check`` to the ``rocm-dsa`` app."""
     app.command("check")(check)
+
+
+def _print_code_paths(console) -> None:
+    """Providers that declare ``paths`` (op -> code path and where it was executed or compiled)."""
+    from ..backends import get_provider, provider_names
+
+    rows = [(name, op, text) for name in provider_names()
+            for op, text in (getattr(get_provider(name), "paths", None) or {}).items()]
+    if not rows:
+        return
+    t = Table(title="Code paths and where they were verified", title_justify="left")
+    for c in ("provider", "op", "path"):
+        t.add_column(c)
+    for name, op, text in rows:
+        t.add_row(name, op, escape(text))
+    console.print(t)

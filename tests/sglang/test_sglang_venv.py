@@ -3,8 +3,9 @@
 CI (``.ci/install.d/sglang.sh``) installs SGLang either into the test environment (then the
 tests here run in-process and this one skips) or, when that environment's torch cannot carry
 SGLang's torchvision, into a separate venv: ``$ROCM_DSA_SGLANG_PYTHON``, else
-``/opt/rocm-dsa/sglang-venv/bin/python``. This test runs the SGLang tests there, so they run
-in CI either way.
+``$ROCM_DSA_SGLANG_VENV/bin/python``, else ``/opt/rocm-dsa/sglang-venv/bin/python``. This test
+runs the SGLang tests there, so they run in CI either way; under CI (``CI`` set) a missing
+venv is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ def _in_process() -> bool:
 def test_sglang_suite_in_sglang_venv():
     if _in_process():
         pytest.skip("SGLang is importable here: tests/sglang ran in this process")
-    python = os.environ.get("ROCM_DSA_SGLANG_PYTHON", DEFAULT_PYTHON)
+    venv = os.environ.get("ROCM_DSA_SGLANG_VENV")
+    python = os.environ.get("ROCM_DSA_SGLANG_PYTHON") or (f"{venv}/bin/python" if venv else DEFAULT_PYTHON)
     if not pathlib.Path(python).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: no SGLang venv at {python}; .ci/install.d/sglang.sh should have built it")
         pytest.skip(f"no SGLang here and no SGLang venv at {python} (CI: .ci/install.d/sglang.sh builds it)")
     root = HERE.parent.parent
     rel = HERE.relative_to(root).as_posix()
