@@ -24,6 +24,6 @@ for s in d["stages"]:
     print({k: s[k] for k in s if k in ("stage", "provider", "seconds", "tokens_per_s", "max_error", "topk_overlap", "bytes_per_token", "status")})
 PY
   echo "== rocm-dsa bench"
-  time rocm-dsa bench --sweep ${BENCH_SWEEP:-dsa,decode,prefill} --heads 16,128 --budget ${BENCH_BUDGET:-0.15} --plot "$OUT/plots"
+  time timeout ${BENCH_TIMEOUT:-200} rocm-dsa bench --sweep ${BENCH_SWEEP:-dsa,decode} --heads 16,128 --budget ${BENCH_BUDGET:-0.15} --plot "$OUT/plots"
   echo "rc=$?"
 } 2>&1 | tee "$log"
