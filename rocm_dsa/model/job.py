@@ -50,7 +50,10 @@ log = logging.getLogger("rocm_dsa")
 #: pass thresholds: per-row relative L2 error of the layer vs dense attention, by KV cache format
 DENSE_TOL = {"bf16": 0.03, "fp8": 0.1}
 #: stage tolerances (relative to the largest reference magnitude of the compared tensor)
-TOLERANCES = {"logits": 1e-4, "topk_score": 1e-4, "mla_out": 2e-2, "lse": 1e-3, "fp8_store": 0.07,
+# logits / topk_score: relative to the row's largest |logit|. FP8 matrix units accumulate with
+# reduced precision (H200: 1.3e-4 relative L2, max 2.7e-4 against the fp32 reference, the same
+# for aiter's kernel), so a top-k may differ from the reference's only among near-ties.
+TOLERANCES = {"logits": 2e-3, "topk_score": 2e-3, "mla_out": 2e-2, "lse": 1e-3, "fp8_store": 0.07,
               "bf16_store": 1e-2}
 
 
