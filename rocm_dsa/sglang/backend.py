@@ -346,11 +346,9 @@ class RocmDSABackend(DeepseekSparseAttnBackend):
             raise NotImplementedError(f"attention backend {BACKEND_NAME!r}: learnable attention sinks")
 
     # -- forward ---------------------------------------------------------------------------
-    def forward_extend(self, q, k, v, layer, forward_batch, save_kv_cache=True, q_rope=None, k_rope=None,
-                       topk_indices=None, **kwargs):
-        """Prefill / MTP verify / draft extend: q [T, H*512] (+ q_rope [T, H, 64]) or [T, H*576];
-        latents k [T, 512], k_rope [T, 64]; topk_indices [T', 2048] request-local positions.
-        Returns [T, H, 512] (``layer.v_head_dim``) bfloat16."""
+    def _prepare(self, q, k, layer, forward_batch, save_kv_cache, q_rope, k_rope, topk_indices, kwargs):
+        """Shared by extend and decode: store the new latents, build q [T, H, 576] and turn the
+        indexer's request-local top-k positions into latent-cache slots [T, topk]."""
         self._check_sink(kwargs)
         if topk_indices is None:
             raise RuntimeError(f"attention backend {BACKEND_NAME!r}: the DSA indexer gave no top-k indices")
@@ -358,7 +356,15 @@ class RocmDSABackend(DeepseekSparseAttnBackend):
             self.store_latent(layer.layer_id, _unwrap_loc(forward_batch.out_cache_loc), k, k_rope)
         q_all = self._q_all(q, q_rope, layer)
         topk_indices = self._pad_topk_indices(topk_indices, q_all.shape[0])
-        slots = self._slots(topk_indices, q_all.shape[0])
+        return q_all, self._slots(topk_indices, q_all.shape[0])
+
+    def forward_extend(self, q, k, v, layer, forward_batch, save_kv_cache=True, q_rope=None, k_rope=None,
+                       topk_indices=None, **kwargs):
+        """Prefill / MTP verify / draft extend: q [T, H*512] (+ q_rope [T, H, 64]) or [T, H*576];
+        latents k [T, 512], k_rope [T, 64]; topk_indices [T', 2048] request-local positions.
+        Returns [T, H, 512] (``layer.v_head_dim``) bfloat16."""
+        q_all, slots = self._prepare(q, k, layer, forward_batch, save_kv_cache, q_rope, k_rope, topk_indices,
+                                     kwargs)
         out, _, _ = ops.sparse_mla_prefill(
             q_all, self.latent_buffer(layer.layer_id), slots.unsqueeze(1).contiguous(),
             sm_scale=layer.scaling, d_v=layer.v_head_dim, fp8_dtype=self.kv_fp8_dtype,
@@ -369,15 +375,9 @@ class RocmDSABackend(DeepseekSparseAttnBackend):
                        topk_indices=None, **kwargs):
         """Decode: one query per request; shapes as :meth:`forward_extend` with T = batch size.
         Returns [B, H, 512] bfloat16."""
-        self._check_sink(kwargs)
-        if topk_indices is None:
-            raise RuntimeError(f"attention backend {BACKEND_NAME!r}: the DSA indexer gave no top-k indices")
-        if save_kv_cache and k is not None:
-            self.store_latent(layer.layer_id, _unwrap_loc(forward_batch.out_cache_loc), k, k_rope)
-        q_all = self._q_all(q, q_rope, layer)
+        q_all, slots = self._prepare(q, k, layer, forward_batch, save_kv_cache, q_rope, k_rope, topk_indices,
+                                     kwargs)
         b = q_all.shape[0]
-        topk_indices = self._pad_topk_indices(topk_indices, b)
-        slots = self._slots(topk_indices, b)
         out, _ = ops.sparse_mla_decode(
             q_all.unsqueeze(1), self.latent_buffer(layer.layer_id), slots.unsqueeze(1).contiguous(),
             sm_scale=layer.scaling, d_v=layer.v_head_dim, fp8_dtype=self.kv_fp8_dtype,
