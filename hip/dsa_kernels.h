@@ -36,6 +36,15 @@ struct TopkParams {
   int64_t stride_out;
   int32_t k;              // 1 <= k <= TOPK_MAX_K
   int32_t cap;            // candidate buffer entries (power of two >= 16)
+  // Split threshold pass (rows with windows longer than cap): `splits` workgroups per row each
+  // gather the keys >= the row's sampled threshold of one chunk of the window into
+  // split_cand[(r * splits + c) * cap, +cap) and store min(count, cap + 1) (cap + 1 = overflow or
+  // no usable threshold) in split_count[r * splits + c]; the row's selection workgroup then takes
+  // them when k <= sum <= cap (exact: every key >= the threshold is there) and otherwise runs the
+  // exact path. splits <= 1 or split_cand == nullptr: one workgroup per row, no split pass.
+  int32_t splits;
+  uint64_t* split_cand;   // u64 [rows * splits * cap]
+  uint32_t* split_count;  // u32 [rows * splits]
 };
 
 constexpr int TOPK_MAX_K = 2048;
@@ -63,7 +72,9 @@ inline int topk_default_cap(int max_smem) {
 // LDS / shared memory per workgroup the device allows (opt-in maximum on NVIDIA).
 int device_max_smem(int device);
 
-// block: 512 or 1024 threads. Grid = rows.
+constexpr int TOPK_MAX_SPLITS = 64;
+
+// block: 512 or 1024 threads. Grid = rows (plus rows * splits for the split threshold pass).
 const char* launch_topk(const TopkParams& p, int block, void* stream);
 
 // ---------------------------------------------------------------------------------------------

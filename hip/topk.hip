@@ -254,12 +254,12 @@ DSA_DEVICE float key_to_float(uint32_t key) {
 // floats and computes keys only for the few kept values.
 template <int BLOCK>
 DSA_DEVICE void filter_pass(const float* __restrict__ x, int n, uint32_t T, uint64_t* cand, uint32_t cap,
-                            TopkShared<BLOCK>& sh) {
+                            TopkShared<BLOCK>& sh, int col0 = 0) {
   const float tf = key_to_float(T);
   auto edge = [&](float v, int i) {
     if (v >= tf) {
       const uint32_t pos = dsa_atomic_add_shared(&sh.cand_count, 1u);
-      if (pos < cap) cand[pos] = composite(topk_key(v), i);
+      if (pos < cap) cand[pos] = composite(topk_key(v), col0 + i);
     }
   };
   auto body = [&](const F32x4& v, int i0, bool valid) {
@@ -274,7 +274,7 @@ DSA_DEVICE void filter_pass(const float* __restrict__ x, int n, uint32_t T, uint
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const uint32_t pos = dsa_wave_append(&sh.cand_count, keep[j]);
-      if (keep[j] && pos < cap) cand[pos] = composite(topk_key(v.v[j]), i0 + j);
+      if (keep[j] && pos < cap) cand[pos] = composite(topk_key(v.v[j]), col0 + i0 + j);
     }
   };
   scan_row<BLOCK, 4>(x, n, body, edge);
@@ -329,6 +329,85 @@ DSA_DEVICE void lds_take(const uint64_t* cand, int cn, uint64_t cpre, int cbits,
   }
 }
 
+// Window [lo, hi) of row r; b = request (decode) or r; output position = column - lo + pos_offset.
+struct RowWindow {
+  int b, lo, hi;
+  int64_t pos_offset;
+};
+DSA_DEVICE RowWindow row_window(const TopkParams& p, int r) {
+  RowWindow w{r, 0, 0, 0};
+  if (p.lengths != nullptr) {
+    w.b = r / p.next_n;
+    const int j = r - w.b * p.next_n;
+    const int64_t last = (int64_t)p.lengths[w.b] - p.next_n + j;  // last visible key (inclusive)
+    w.hi = last + 1 < 0 ? 0 : (last + 1 > p.cols ? p.cols : (int)(last + 1));
+  } else {
+    const int s = p.starts != nullptr ? p.starts[r] : 0;
+    w.lo = s < 0 ? 0 : (s > p.cols ? p.cols : s);
+    const int e = p.ends[r];
+    w.hi = e < w.lo ? w.lo : (e > p.cols ? p.cols : e);
+    w.pos_offset = (int64_t)w.lo - (int64_t)s;
+  }
+  return w;
+}
+
+// Sampled threshold of a row window of n > cap keys: T = the m-th largest of S strided samples,
+// with m chosen so that count(key >= T) lands between k and cap with high probability (expected
+// (k + cap) / 2). Uses samples[0, S) (S = min(TOPK_SAMPLES, cap)) and hist. Returns 0 when the
+// samples reach NaN / -inf (no usable threshold). Block-uniform; ends with a barrier.
+template <int BLOCK>
+DSA_DEVICE uint32_t sample_threshold(const float* __restrict__ x, int n, int k, uint32_t cap, uint64_t* samples,
+                                     uint32_t* hist, TopkShared<BLOCK>& sh) {
+  const int tid = dsa_thread_id();
+  const int S = TOPK_SAMPLES < (int)cap ? TOPK_SAMPLES : (int)cap;
+  int64_t mm = ((int64_t)S * (k + (int64_t)cap) + 2 * (int64_t)n - 1) / (2 * (int64_t)n);
+  uint32_t m = (uint32_t)(mm < 1 ? 1 : (mm > S ? S : mm));
+  for (int j = tid; j < S; j += BLOCK) {
+    const int i = (int)(((int64_t)j * n) / S);
+    samples[j] = composite(topk_key(x[i]), i);
+  }
+  dsa_sync();
+  uint64_t cpre = 0;
+  int cbits = 0;
+  lds_threshold<BLOCK>(samples, S, m, cpre, cbits, hist, sh);
+  return (uint32_t)((cpre << (64 - cbits)) >> 32);  // lowest key of the prefix
+}
+
+// Split threshold pass: workgroup (r, c) gathers the keys >= the row's sampled threshold T of
+// chunk c of the row window (columns relative to the window start, as in the selection kernel)
+// into its own bounded slice of split_cand and stores min(count, cap + 1); cap + 1 also when T
+// is unusable. Every (r, c) computes the same T (same samples, deterministic selection). Rows
+// with n <= cap are left to the selection kernel (it does not read their slices).
+template <int BLOCK>
+DSA_GLOBAL void __launch_bounds__(BLOCK) _split_threshold_topk_kernel(const TopkParams p) {
+  DSA_SHARED TopkShared<BLOCK> sh;
+  DSA_DYNAMIC_SHARED(uint64_t, split_dyn_smem);
+  uint64_t* samples = split_dyn_smem;                                        // [TOPK_SAMPLES]
+  uint32_t* hist = reinterpret_cast<uint32_t*>(samples + TOPK_SAMPLES);      // [TOPK_RADIX_BINS]
+  const int tid = dsa_thread_id();
+  const int r = dsa_block_id() / p.splits;
+  const int c = dsa_block_id() - r * p.splits;
+  const uint32_t cap = (uint32_t)p.cap;
+  const RowWindow w = row_window(p, r);
+  const int n = w.hi - w.lo;
+  if (n <= (int)cap) return;  // block-uniform
+  const float* __restrict__ x = p.logits + (int64_t)r * p.stride_row + w.lo;
+  if (tid == 0) sh.cand_count = 0;
+  dsa_sync();
+  const uint32_t T = sample_threshold<BLOCK>(x, n, p.k, cap, samples, hist, sh);
+  const int64_t slot = (int64_t)r * p.splits + c;
+  if (T == 0u) {
+    if (tid == 0) p.split_count[slot] = cap + 1u;
+    return;
+  }
+  const int len = (int)(((int64_t)n + p.splits - 1) / p.splits);
+  const int c0 = (int)((int64_t)c * len < n ? (int64_t)c * len : n);
+  const int c1 = c0 + len < n ? c0 + len : n;
+  filter_pass<BLOCK>(x + c0, c1 - c0, T, p.split_cand + slot * cap, cap, sh, c0);
+  dsa_sync();
+  if (tid == 0) p.split_count[slot] = sh.cand_count < cap + 1u ? sh.cand_count : cap + 1u;
+}
+
 template <int BLOCK>
 DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p) {
   DSA_SHARED TopkShared<BLOCK> sh;
@@ -344,21 +423,10 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
   const uint32_t cap = (uint32_t)p.cap;
 
   // ---- row window
-  int b = r, lo = 0, hi = 0;
-  int64_t pos_offset = 0;  // output position = column - lo + pos_offset (column - starts[r])
-  if (p.lengths != nullptr) {
-    b = r / p.next_n;
-    const int j = r - b * p.next_n;
-    const int64_t last = (int64_t)p.lengths[b] - p.next_n + j;  // last visible key (inclusive)
-    hi = last + 1 < 0 ? 0 : (last + 1 > cols ? cols : (int)(last + 1));
-  } else {
-    const int s = p.starts != nullptr ? p.starts[r] : 0;
-    lo = s < 0 ? 0 : (s > cols ? cols : s);
-    const int e = p.ends[r];
-    hi = e < lo ? lo : (e > cols ? cols : e);
-    pos_offset = (int64_t)lo - (int64_t)s;
-  }
-  const int n = hi - lo;
+  const RowWindow w = row_window(p, r);
+  const int b = w.b, lo = w.lo;
+  const int64_t pos_offset = w.pos_offset;  // output position = column - lo + pos_offset
+  const int n = w.hi - lo;
   const float* __restrict__ x = p.logits + (int64_t)r * p.stride_row + lo;
 
   if (tid == 0) {
@@ -384,22 +452,35 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
     if (cn > k) lds_threshold<BLOCK>(cand, cn, k_rem, cpre, cbits, hist, sh);
     lds_take<BLOCK>(cand, cn, cpre, cbits, sel, sh);
     done = true;
-  } else {
-    // sampled threshold: T = the m-th largest of S strided samples, with m chosen so that
-    // count(key >= T) lands between k and cap with high probability (expected (k + cap) / 2).
-    // Exact whenever k <= count <= cap: the k largest are all >= T. Otherwise: exact path.
-    const int S = TOPK_SAMPLES < (int)cap ? TOPK_SAMPLES : (int)cap;
-    int64_t mm = ((int64_t)S * (k + (int64_t)cap) + 2 * (int64_t)n - 1) / (2 * (int64_t)n);
-    uint32_t m = (uint32_t)(mm < 1 ? 1 : (mm > S ? S : mm));
-    for (int j = tid; j < S; j += BLOCK) {
-      const int i = (int)(((int64_t)j * n) / S);
-      cand[j] = composite(topk_key(x[i]), i);
+  } else if (p.splits > 1 && p.split_cand != nullptr) {
+    // the split pass gathered every key >= the sampled threshold T into bounded slices; exact
+    // whenever k <= total <= cap (the k largest are all >= T), else (a slice overflowed, T was
+    // unusable, or fewer than k keys >= T): exact path
+    const uint32_t* cnt = p.split_count + (int64_t)r * p.splits;
+    uint32_t total = 0;
+    for (int c = 0; c < p.splits; ++c) total += cnt[c];  // each <= cap + 1: no wrap
+    if (total >= (uint32_t)k && total <= cap) {
+      uint32_t off = 0;
+      for (int c = 0; c < p.splits; ++c) {
+        const uint64_t* src = p.split_cand + ((int64_t)r * p.splits + c) * cap;
+        const uint32_t nc = cnt[c];
+        for (uint32_t i = (uint32_t)tid; i < nc; i += BLOCK) cand[off + i] = src[i];
+        off += nc;
+      }
+      dsa_sync();
+      uint32_t k_rem = (uint32_t)k;
+      uint64_t cpre = 0;
+      int cbits = 0;
+      lds_threshold<BLOCK>(cand, (int)total, k_rem, cpre, cbits, hist, sh);
+      lds_take<BLOCK>(cand, (int)total, cpre, cbits, sel, sh);
+      done = true;
     }
-    dsa_sync();
+  } else {
+    // sampled threshold (see sample_threshold). Exact whenever k <= count <= cap: the k largest
+    // are all >= T. Otherwise: exact path.
     uint64_t cpre = 0;
     int cbits = 0;
-    lds_threshold<BLOCK>(cand, S, m, cpre, cbits, hist, sh);
-    const uint32_t T = (uint32_t)((cpre << (64 - cbits)) >> 32);  // lowest key of the prefix
+    const uint32_t T = sample_threshold<BLOCK>(x, n, k, cap, cand, hist, sh);
     if (T != 0u) {  // else the samples reach NaN / -inf: few candidates, exact path
       filter_pass<BLOCK>(x, n, T, cand, cap, sh);
       dsa_sync();
