@@ -46,11 +46,13 @@ const void* optional_ptr(const c10::optional<torch::Tensor>& t) { return t.has_v
 }  // namespace
 
 // Exact per-row top-k. Ragged windows (starts/ends) or decode lengths (lengths, next_n); with a
-// block table the positions are mapped to KV slots. cap = 0 picks the device default.
+// block table the positions are mapped to KV slots. cap = 0 picks the device default. splits > 1:
+// that many workgroups per row gather the sampled-threshold candidates first (rows few, windows
+// longer than cap; see dsa::TopkParams::splits); 0 or 1: one workgroup per row.
 torch::Tensor topk(const torch::Tensor& logits, const c10::optional<torch::Tensor>& starts,
                    const c10::optional<torch::Tensor>& ends, const c10::optional<torch::Tensor>& lengths,
                    int64_t next_n, const c10::optional<torch::Tensor>& block_table, int64_t page_size, int64_t k,
-                   int64_t cap, int64_t block, const c10::optional<torch::Tensor>& out) {
+                   int64_t cap, int64_t block, const c10::optional<torch::Tensor>& out, int64_t splits) {
   TORCH_CHECK(logits.is_cuda(), "logits: expected a GPU tensor, got one on ", logits.device());
   const c10::cuda::CUDAGuard guard(logits.device());
   const auto dev = logits.device();
@@ -105,6 +107,20 @@ torch::Tensor topk(const torch::Tensor& logits, const c10::optional<torch::Tenso
   p.stride_out = result.stride(0);
   p.k = (int32_t)k;
   p.cap = (int32_t)cap;
+  TORCH_CHECK(splits >= 0 && splits <= dsa::TOPK_MAX_SPLITS, "splits: expected 0 ... ", dsa::TOPK_MAX_SPLITS,
+              ", got ", splits);
+  torch::Tensor split_cand, split_count;
+  if (splits > 1 && logits.size(1) > cap) {
+    // bounded per-(row, chunk) candidate slices of the split threshold pass (stream-ordered
+    // caching-allocator memory: valid under graph capture)
+    split_cand = torch::empty({rows * splits * cap}, logits.options().dtype(torch::kInt64));
+    split_count = torch::empty({rows * splits}, logits.options().dtype(torch::kInt32));
+    p.splits = (int32_t)splits;
+    p.split_cand = reinterpret_cast<uint64_t*>(split_cand.data_ptr<int64_t>());
+    p.split_count = reinterpret_cast<uint32_t*>(split_count.data_ptr<int32_t>());
+  } else {
+    p.splits = 1;
+  }
   check_raise(dsa::launch_topk(p, (int)block, current_stream()), "topk");
   return result;
 }
@@ -316,7 +332,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "rocm-dsa HIP/CUDA kernels: exact radix top-k, cache stores, paged indexer logits, sparse MLA decode";
   m.def("topk", &topk, "exact per-row top-k (see rocm_dsa.backends.hip)", py::arg("logits"), py::arg("starts"),
         py::arg("ends"), py::arg("lengths"), py::arg("next_n"), py::arg("block_table"), py::arg("page_size"),
-        py::arg("k"), py::arg("cap"), py::arg("block"), py::arg("out"));
+        py::arg("k"), py::arg("cap"), py::arg("block"), py::arg("out"), py::arg("splits") = 1);
   m.def("topk_default_cap", &topk_default_cap, "default LDS candidate capacity of a device", py::arg("device"));
   m.def("store_indexer_k", &store_indexer_k, "quantize + store indexer keys", py::arg("k"), py::arg("buf"),
         py::arg("slot_mapping"), py::arg("fnuz"), py::arg("ue8m0"));

@@ -418,7 +418,6 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
 
   const int tid = dsa_thread_id();
   const int r = dsa_block_id();
-  const int cols = p.cols;
   const int k = p.k;
   const uint32_t cap = (uint32_t)p.cap;
 
@@ -617,8 +616,23 @@ const char* launch_topk(const TopkParams& p, int block, void* stream) {
 #if defined(DSA_EMULATE_WAVE64)
   if (block > DSA_EMU_MAX_BLOCK) return "top-k: the wave64 emulation build runs blocks of <= 512 threads";
 #endif
+  const bool split = p.splits > 1 && p.split_cand != nullptr;
+  if (split && (p.splits > TOPK_MAX_SPLITS || p.split_count == nullptr))
+    return "top-k: splits must be <= 64 and split_count is required";
+  if (split && (int64_t)p.rows * p.splits > 0x7fffffff) return "top-k: rows * splits must fit int32";
   const int smem = topk_dynamic_smem_bytes(p.cap);
   dsa_stream_t s = reinterpret_cast<dsa_stream_t>(stream);
+  if (split) {
+    // 1024-thread split workgroups (samples + histogram: 40 KiB of LDS, no opt-in needed)
+    constexpr int split_smem = TOPK_SAMPLES * 8 + TOPK_RADIX_BINS * 4;
+#if defined(DSA_EMULATE_WAVE64) || defined(DSA_HOST_EMU)
+    DSA_LAUNCH((_split_threshold_topk_kernel<512>), p.rows * p.splits, 512, split_smem, s, p);
+#else
+    DSA_LAUNCH((_split_threshold_topk_kernel<1024>), p.rows * p.splits, 1024, split_smem, s, p);
+#endif
+    dsa_error_t e0 = dsa_last_error();
+    if (e0 != DSA_SUCCESS) return dsa_error_string(e0);
+  }
   // raise the dynamic LDS limit once per (kernel, device, size): the attribute call is host work
   // that must stay out of the per-launch path (and out of graph capture)
   static int configured[2][64] = {};

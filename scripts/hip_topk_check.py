@@ -9,15 +9,18 @@ What it does, in one run:
    descending sort) on random rows, rows dominated by exact zeros and by equal values, narrow
    value ranges, tiny alphabets, 64 x 262,144 rows, window lengths just below / above k and
    powers of two +-1, +inf / -inf / NaN rows, -0.0 / +0.0 ties, decode rows (lengths, next_n = 2)
-   with page-table slot mapping, the LDS-capacity fallback forced with cap = 16, and the
-   wave64 emulation build on a subset;
+   with page-table slot mapping, the LDS-capacity fallback forced with cap = 16, the split
+   threshold pass (several workgroups per row) at its default and forced chunk counts, with its
+   bounded-slice overflow forced (cap = 16 -> exact path), and the wave64 emulation build on a
+   subset;
 3. cache stores: byte equality with the reference provider (indexer keys e4m3fn / e4m3fnuz x
    bf16 / f16 / f32 x ue8m0 / fp32 scales; MLA bf16 rows and 656-byte FP8 records), including
    caches larger than 2 GiB written near their end (64-bit offsets);
 4. timing of the HIP top-k against torch.topk (and the Triton provider's top-k when it runs)
    for DeepSeek-V3.2 shapes (k = 2048): CUDA events, warm-up, median of 20, per call over 4
    rotating input sets (so the L2 cache does not hold them), both as CUDA-graph replays (GPU
-   time) and eager calls (host overhead included).
+   time) and eager calls (host overhead included); shapes that use the split threshold pass are
+   also timed without it (splits = 1, the previous default), plus a split-count sweep.
 
 Usage (repository root; results as JSON with --out):
     PYTHONPATH=. python3 scripts/hip_topk_check.py --out /tmp/hip_check
@@ -164,26 +167,33 @@ def lengths_case(dev):
 
 
 def run_topk_checks(ext, dev, tag: str, block: int | None, small: bool):
-    from rocm_dsa.backends.hip import topk_block_size
+    from rocm_dsa.backends.hip import topk_block_size, topk_splits
     from rocm_dsa.platform import detect
 
     sms = detect(dev).num_cus
 
-    def call(x, s, e, k, cap=0, blk=None, **kw):
+    def call(x, s, e, k, cap=0, blk=None, splits=None, **kw):
         b = blk or block or topk_block_size(x.shape[0], sms)
+        sp = splits or topk_splits(x.shape[0], x.shape[1], sms)
         return ext.topk(x, s, e, kw.get("lengths"), kw.get("next_n", 1), kw.get("block_table"),
-                        kw.get("page_size", 64), k, cap, b, None)
+                        kw.get("page_size", 64), k, cap, b, None, sp)
 
     for name, x, k in make_cases(dev, small):
         s, e = full_rows(x.shape[0], x.shape[1], dev)
         want = ref_topk(x, s.long(), e.long(), k)
         compare_topk(f"{tag} topk {name} k={k}", call(x, s, e, k), want)
+        if x.shape[0] <= 64:  # the split threshold pass forced on (odd chunk count: unaligned chunks)
+            compare_topk(f"{tag} topk {name} k={k} splits=7", call(x, s, e, k, splits=7), want)
+            compare_topk(f"{tag} topk {name} k={k} splits=1", call(x, s, e, k, splits=1), want)
         if x.shape[0] <= 32:
             compare_topk(f"{tag} topk {name} k={k} cap=16 (fallback)", call(x, s, e, k, cap=16), want)
+            compare_topk(f"{tag} topk {name} k={k} cap=16 splits=5 (overflow -> exact)",
+                         call(x, s, e, k, cap=16, splits=5), want)
     x, s, e = lengths_case(dev)
     for k in (2048, 4096 // 2 - 1):
         want = ref_topk(x, s.long(), e.long(), k)
         compare_topk(f"{tag} topk ragged lengths k={k}", call(x, s, e, k), want)
+        compare_topk(f"{tag} topk ragged lengths k={k} splits=9", call(x, s, e, k, splits=9), want)
         compare_topk(f"{tag} topk ragged lengths k={k} cap=16", call(x, s, e, k, cap=16), want)
     # ragged windows with negative starts / ends beyond C: positions relative to starts[r]
     xr = torch.randn(4, 10000, device=dev)
@@ -192,6 +202,8 @@ def run_topk_checks(ext, dev, tag: str, block: int | None, small: bool):
     lo = sr.long().clamp(0, 10000)
     hi = torch.maximum(er.long().clamp(0, 10000), lo)
     compare_topk(f"{tag} topk clamped windows", call(xr, sr, er, 2048), ref_topk(xr, lo, hi, 2048, offset=sr.long()))
+    compare_topk(f"{tag} topk clamped windows splits=4", call(xr, sr, er, 2048, splits=4),
+                 ref_topk(xr, lo, hi, 2048, offset=sr.long()))
     # decode: lengths + next_n, positions and page-table slots
     from rocm_dsa.cache import positions_to_slots
 
@@ -207,6 +219,9 @@ def run_topk_checks(ext, dev, tag: str, block: int | None, small: bool):
     compare_topk(f"{tag} topk decode lengths next_n=2", got, want)
     got = call(logits, None, None, 2048, lengths=lens, next_n=next_n, block_table=bt, page_size=page)
     compare_topk(f"{tag} topk decode slots next_n=2", got, positions_to_slots(want, bt.repeat_interleave(next_n, 0), page))
+    got = call(logits, None, None, 2048, lengths=lens, next_n=next_n, block_table=bt, page_size=page, splits=3)
+    compare_topk(f"{tag} topk decode slots next_n=2 splits=3", got,
+                 positions_to_slots(want, bt.repeat_interleave(next_n, 0), page))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +351,7 @@ def bench_graph(fns, reps=20) -> float | None:
 def run_timing(ext, dev):
     from rocm_dsa import ops
     from rocm_dsa.backends import get_provider, make_case
-    from rocm_dsa.backends.hip import topk_block_size
+    from rocm_dsa.backends.hip import topk_block_size, topk_splits
     from rocm_dsa.platform import detect
 
     sms = detect(dev).num_cus
@@ -345,13 +360,15 @@ def run_timing(ext, dev):
         log(f"  triton top-k not timed: {'; '.join(why)}")
     sets = 4  # rotating input sets per timed call (each set is a fresh random tensor)
 
-    def measure(label, xs, k=2048, cap=0, blk=None, data="randn"):
+    def measure(label, xs, k=2048, cap=0, blk=None, data="randn", splits=None):
         r, c = xs[0].shape
         s, e = full_rows(r, c, dev)
         blk = blk or topk_block_size(r, sms)
-        hip = [lambda x=x: ext.topk(x, s, e, None, 1, None, 64, k, cap, blk, None) for x in xs]
+        auto = topk_splits(r, c, sms)
+        sp = splits or auto
+        hip = [lambda x=x: ext.topk(x, s, e, None, 1, None, 64, k, cap, blk, None, sp) for x in xs]
         tt = [lambda x=x: torch.topk(x, k, dim=1) for x in xs]
-        row = {"rows": r, "cols": c, "k": k, "data": data, "block": blk, "cap": cap or "default",
+        row = {"rows": r, "cols": c, "k": k, "data": data, "block": blk, "cap": cap or "default", "splits": sp,
                "hip_graph_us": bench_graph(hip), "hip_eager_us": bench_eager(hip),
                "torch_topk_graph_us": bench_graph(tt), "torch_topk_eager_us": bench_eager(tt),
                "triton_eager_us": None}
@@ -369,7 +386,12 @@ def run_timing(ext, dev):
 
         def f(v):
             return "   -   " if v is None else f"{v:7.1f}"
-        log(f"  {label:38s} hip {f(hg)} / {f(row['hip_eager_us'])} us | torch.topk {f(tg)} / "
+        if sp > 1:  # the same inputs without the split pass (the previous default)
+            one = [lambda x=x: ext.topk(x, s, e, None, 1, None, 64, k, cap, blk, None, 1) for x in xs]
+            row["hip_graph_us_splits1"] = bench_graph(one)
+            row["hip_eager_us_splits1"] = bench_eager(one)
+            log(f"  {label:38s} splits=1: hip {f(row['hip_graph_us_splits1'])} / {f(row['hip_eager_us_splits1'])} us")
+        log(f"  {label:38s} splits={sp} hip {f(hg)} / {f(row['hip_eager_us'])} us | torch.topk {f(tg)} / "
             f"{f(row['torch_topk_eager_us'])} us | triton {f(row['triton_eager_us'])} us | "
             f"x{(row['speedup_graph'] or 0):.2f} (graph) x{row['speedup_eager']:.2f} (eager)")
 
@@ -378,6 +400,13 @@ def run_timing(ext, dev):
                  (4096, 4096), (64, 8192)]:
         measure(f"{r} x {c} randn", [torch.randn(r, c, device=dev) for _ in range(sets)])
     main = [torch.randn(64, 131072, device=dev) for _ in range(sets)]
+    s64, e64 = full_rows(64, 131072, dev)
+    sweep = {}
+    for sp in (1, 2, 3, 4, 6, 8):  # split sweep, graph replay only
+        sweep[sp] = bench_graph([lambda x=x, sp=sp: ext.topk(x, s64, e64, None, 1, None, 64, 2048, 0, 1024, None, sp)
+                                 for x in main])
+    RESULTS["split_sweep_64x131072"] = sweep
+    log("  64 x 131072 splits sweep (graph us): " + ", ".join(f"{k}: {v:.1f}" for k, v in sweep.items() if v))
     measure("64 x 131072 randn block=512", main, blk=512)
     measure("64 x 131072 randn cap=16 (exact path)", main, cap=16)
     measure("64 x 131072 zeros 90%", [x.clone().masked_fill_(torch.rand_like(x) < 0.9, 0.0) for x in main],

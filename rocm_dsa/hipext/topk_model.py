@@ -20,6 +20,12 @@ as 64-bit composites ``key << 32 | ~column``: distinct; larger = larger value, t
    composites of the bin radix-selected in LDS), or is one exact key (``"ties"``: the k_rem
    lowest-index ties by an ordered block scan).
 5. Order: composites descending = value descending, column ascending; -1 padding.
+
+Split threshold pass (``splits`` > 1, windows n > cap): ``splits`` workgroups per row each compute
+the same T (path 3) and gather the keys >= T of one contiguous chunk of ceil(n / splits) columns
+into a bounded slice of ``cap`` entries, storing min(count, cap + 1) (cap + 1 also for T = 0).
+The row's workgroup selects from the slices when k <= sum <= cap (``"split"``), otherwise it runs
+the exact path directly (a slice overflow or an unusable T is never silent).
 """
 
 from __future__ import annotations
@@ -171,11 +177,37 @@ def _exact_path(keys: torch.Tensor, k: int, cap: int) -> tuple[list[int], str]:
     return comps, path
 
 
-def select_row(x: torch.Tensor, k: int, cap: int) -> tuple[list[int], str]:
+def _split_pass(keys: torch.Tensor, k: int, cap: int, splits: int) -> list[int] | None:
+    """``_split_threshold_topk_kernel`` + the selection kernel's split branch: the candidate
+    composites gathered by the ``splits`` chunk workgroups, or None (exact path) when their
+    clamped counts do not sum to k ... cap."""
+    n = keys.numel()
+    t = _sample_threshold(keys, k, cap)
+    length = -(-n // splits)
+    slices, counts = [], []
+    for c in range(splits):
+        c0 = min(c * length, n)
+        c1 = min(c0 + length, n)
+        if t == 0:
+            slices.append([])
+            counts.append(cap + 1)
+            continue
+        seg = keys[c0:c1]
+        kept = [_composite(int(kk), c0 + int(i)) for i, kk in enumerate(seg.tolist()) if kk >= t]
+        slices.append(kept[:cap])
+        counts.append(min(len(kept), cap + 1))
+    total = sum(counts)
+    if not k <= total <= cap:
+        return None
+    return [cm for sl in slices for cm in sl]
+
+
+def select_row(x: torch.Tensor, k: int, cap: int, splits: int = 1) -> tuple[list[int], str]:
     """Top-k of one row window x [n] f32 as the kernel computes it.
 
     Returns (positions in output order, path): "all" (n <= k, or <= k candidates), "direct"
-    (n <= cap), "sample" (sampled threshold), or the exact path's "prefix" / "lds" / "ties".
+    (n <= cap), "sample" (sampled threshold), "split" (split threshold pass, splits > 1), or the
+    exact path's "prefix" / "lds" / "ties".
     """
     keys = topk_keys(x)
     n = keys.numel()
@@ -190,6 +222,13 @@ def select_row(x: torch.Tensor, k: int, cap: int) -> tuple[list[int], str]:
         if len(every) > k:
             cpre, cbits, _ = _lds_threshold(every, k, 0, 0)
             comps = _take(every, cpre, cbits)
+    elif splits > 1:
+        kept = _split_pass(keys, k, cap, splits)
+        if kept is not None:
+            cpre, cbits, _ = _lds_threshold(kept, k, 0, 0)
+            comps, path = _take(kept, cpre, cbits), "split"
+        else:
+            comps, path = _exact_path(keys, k, cap)
     else:
         t = _sample_threshold(keys, k, cap)
         if t != 0:
@@ -203,10 +242,11 @@ def select_row(x: torch.Tensor, k: int, cap: int) -> tuple[list[int], str]:
     return [(~c) & _U32 for c in comps[:k]], path
 
 
-def topk_rows(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k: int, cap: int
+def topk_rows(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k: int, cap: int, splits: int = 1
               ) -> tuple[torch.Tensor, list[str]]:
     """The kernel's result for every row: logits [R, C] f32, starts/ends [R] int32 -> ([R, k]
-    int32 positions relative to starts (-1 padded), path of each row)."""
+    int32 positions relative to starts (-1 padded), path of each row); ``splits`` > 1 models the
+    split threshold pass."""
     r, c = logits.shape
     out = torch.full((r, k), -1, dtype=torch.int32)
     paths = []
@@ -214,7 +254,7 @@ def topk_rows(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k:
         s, e = int(starts[i]), int(ends[i])
         lo = min(max(s, 0), c)
         hi = min(max(e, lo), c)
-        pos, path = select_row(logits[i, lo:hi], k, cap)
+        pos, path = select_row(logits[i, lo:hi], k, cap, splits)
         paths.append(path)
         if pos:
             out[i, : len(pos)] = torch.tensor(pos, dtype=torch.int64) + (lo - s)

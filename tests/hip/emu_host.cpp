@@ -6,7 +6,7 @@
 //                          q.bin (u8) kv.bin (u8) w.bin (f32) lens.bin (i32) bt.bin (i32) -> out.bin (f32)
 //   emu_host decode DIR    meta.txt: B s_q H topk num_slots kv_fp8 fnuz num_splits sm_scale
 //                          q.bin (bf16) kv.bin (bf16 or u8) idx.bin (i32) -> out.bin (bf16), lse.bin (f32)
-//   emu_host topk DIR      meta.txt: rows cols k cap block
+//   emu_host topk DIR      meta.txt: rows cols k cap block [splits]
 //                          x.bin (f32 [rows, cols]) starts.bin ends.bin (i32 [rows]) -> out.bin (i32 [rows, k])
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,8 +109,9 @@ int main(int argc, char** argv) {
     write_file(dir + "out.bin", out.data(), out.size() * 2);
     write_file(dir + "lse.bin", lse.data(), lse.size() * 4);
   } else if (mode == "topk") {
-    long rows, cols, k, cap, block;
+    long rows, cols, k, cap, block, splits = 1;
     if (fscanf(mf, "%ld %ld %ld %ld %ld", &rows, &cols, &k, &cap, &block) != 5) return 2;
+    if (fscanf(mf, "%ld", &splits) != 1) splits = 1;  // optional: split threshold pass
     auto x = read_file(dir + "x.bin"), st = read_file(dir + "starts.bin"), en = read_file(dir + "ends.bin");
     std::vector<int32_t> out((size_t)rows * k, 0x7eadbeef);
     dsa::TopkParams p{};
@@ -125,6 +126,15 @@ int main(int argc, char** argv) {
     p.stride_out = k;
     p.k = (int32_t)k;
     p.cap = (int32_t)cap;
+    std::vector<uint64_t> split_cand;
+    std::vector<uint32_t> split_count;
+    if (splits > 1) {  // poisoned: the kernels must write what they read
+      split_cand.assign((size_t)rows * splits * cap, 0x5a5a5a5a5a5a5a5aull);
+      split_count.assign((size_t)rows * splits, 0x7eadbeefu);
+      p.splits = (int32_t)splits;
+      p.split_cand = split_cand.data();
+      p.split_count = split_count.data();
+    }
     const char* err = dsa::launch_topk(p, (int)block, nullptr);
     if (err) {
       fprintf(stderr, "%s\n", err);

@@ -123,11 +123,15 @@ def test_sparse_mla_decode_portable_path(emu, case, tmp_path):
 
 
 TOPK_CASES = {
-    # name: (rows, cols, k, cap, block, zero_prefix): the four selection paths of hip/topk.hip
-    "all-candidates n<=k": (2, 300, 512, 4096, 512, 0),
-    "lds n<=cap": (2, 3000, 2048, 4096, 512, 0),
-    "sampled threshold": (2, 20000, 2048, 4096, 512, 0),
-    "exact path cap=16 ties": (1, 20000, 2048, 16, 1024, 2000),
+    # name: (rows, cols, k, cap, block, zero_prefix, splits): the selection paths of hip/topk.hip
+    "all-candidates n<=k": (2, 300, 512, 4096, 512, 0, 1),
+    "lds n<=cap": (2, 3000, 2048, 4096, 512, 0, 1),
+    "sampled threshold": (2, 20000, 2048, 4096, 512, 0, 1),
+    "exact path cap=16 ties": (1, 20000, 2048, 16, 1024, 2000, 1),
+    # split threshold pass: several workgroups per row gather the candidates, the row's
+    # workgroup selects; with cap=16 every slice overflows -> detected -> exact path
+    "split threshold 5 chunks": (2, 20000, 2048, 4096, 512, 0, 5),
+    "split overflow cap=16 -> exact": (1, 9000, 1000, 16, 512, 1500, 3),
 }
 
 
@@ -136,7 +140,7 @@ def test_topk_runs_exactly(emu, case, tmp_path):
     """hip/topk.hip (radix select + bitonic sort with wave-level barriers for strides <= the wave
     size) gives exactly the reference's indices (set and order)."""
     wave, exe = emu
-    rows, cols, k, cap, block, zeros = TOPK_CASES[case]
+    rows, cols, k, cap, block, zeros, splits = TOPK_CASES[case]
     x = torch.randn(rows, cols)
     x[0, :zeros] = 0.0
     st = torch.zeros(rows, dtype=torch.int32)
@@ -144,7 +148,7 @@ def test_topk_runs_exactly(emu, case, tmp_path):
     if rows > 1:
         st[1], en[1] = 7, cols - 3
     want = ops.topk_indices(x, st, en, k=k, provider="reference")
-    (tmp_path / "meta.txt").write_text(f"{rows} {cols} {k} {cap} {block}")
+    (tmp_path / "meta.txt").write_text(f"{rows} {cols} {k} {cap} {block} {splits}")
     x.numpy().tofile(tmp_path / "x.bin")
     st.numpy().tofile(tmp_path / "starts.bin")
     en.numpy().tofile(tmp_path / "ends.bin")

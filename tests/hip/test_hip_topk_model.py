@@ -155,3 +155,44 @@ def test_sample_threshold_failure_falls_back():
     _, path = select_row(x[0], 2048, 4096)
     assert path in ("prefix", "lds", "ties")
     _check(x, 2048, 4096)
+
+
+@pytest.mark.parametrize("splits", [2, 3, 7])
+def test_split_threshold_pass_is_exact(splits):
+    """Several workgroups per row gather the sampled-threshold candidates of contiguous chunks;
+    the row's workgroup selects from them (path "split"), exactly, ragged windows included."""
+    torch.manual_seed(splits)
+    x = torch.randn(3, 6000)
+    x[1, :700] = 0.0  # ties across a chunk boundary
+    starts = torch.tensor([0, 5, -9], dtype=torch.int32)
+    ends = torch.tensor([6000, 5990, 4000], dtype=torch.int32)
+    got, paths = topk_rows(x, starts, ends, 300, 1024, splits)
+    assert torch.equal(got, _reference(x, starts, ends, 300)), paths
+    assert paths == ["split"] * 3
+
+
+def test_split_threshold_pass_overflow_and_unusable_threshold_take_the_exact_path():
+    """A slice overflow (cap = 16) or a threshold that reaches -inf is detected: exact path."""
+    x = torch.randn(2, 3000)
+    x[1, 100:] = -INF  # the samples reach -inf -> T = 0
+    got, paths = topk_rows(x, torch.zeros(2, dtype=torch.int32), torch.full((2,), 3000, dtype=torch.int32), 200, 16, 4)
+    assert torch.equal(got, _reference(x, torch.zeros(2, dtype=torch.int32), torch.full((2,), 3000, dtype=torch.int32),
+                                       200))
+    assert "split" not in paths
+    _, path = select_row(x[1], 50, 1024, 4)
+    assert path != "split"
+
+
+def test_split_count_policy():
+    """rocm_dsa.backends.hip.topk_splits: splits only while rows leave multiprocessors idle, as
+    many as keep one workgroup per multiprocessor (H200 measurement: 64 x 131072 -> 2), long rows
+    only, the environment override wins."""
+    from rocm_dsa.backends.hip import topk_splits
+
+    assert topk_splits(64, 131072, 132) == 2
+    assert topk_splits(8, 131072, 132) == 16
+    assert topk_splits(1, 131072, 132) == 16
+    assert topk_splits(128, 65536, 132) == 1
+    assert topk_splits(4096, 4096, 132) == 1
+    assert topk_splits(8, 16384, 132) == 1  # short rows
+    assert topk_splits(2, 32768, 132) == 4  # chunks of >= 8192 columns
