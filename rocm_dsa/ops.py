@@ -405,7 +405,8 @@ def store_indexer_k(
     Args:
         k: [N, 128] bfloat16/float16/float32 keys after LayerNorm, RoPE and Hadamard.
         kv_cache: :class:`IndexerKCache` or its buffer [num_pages, page_size*132] uint8.
-        slot_mapping: [N] int64 (or int32) slots; < 0 skips the token.
+        slot_mapping: [N] int64 (or int32) slots; a slot < 0 (padding) or past the cache's
+            last slot is skipped: nothing is written for it, never out of bounds.
         fp8_dtype: FP8 encoding (default: the cache's, else the device's native FP8); must
             equal the cache's when ``kv_cache`` is an :class:`IndexerKCache` (else TypeError).
         scale_fmt: "ue8m0" (power-of-two scales, DeepSeek-V3.2) or None (fp32 amax/max).
@@ -444,7 +445,8 @@ def store_mla_kv(
         c_kv: [N, 512] bfloat16/float32 normalized latent (after kv_a_layernorm).
         k_rope: [N, 64] bfloat16/float32 rope key (interleaved RoPE applied).
         kv_cache: :class:`MLAKVCache` or its buffer ([..., 576] bf16 or [..., 656] uint8).
-        slot_mapping: [N] int64 (or int32) slots; < 0 skips the token.
+        slot_mapping: [N] int64 (or int32) slots; a slot < 0 (padding) or past the cache's
+            last slot is skipped: nothing is written for it, never out of bounds.
         fp8_dtype: encoding of FP8 records (default: the cache's, else the device's native FP8);
             must equal an FP8 :class:`MLAKVCache`'s own (else TypeError).
     Raises:

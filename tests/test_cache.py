@@ -253,3 +253,19 @@ def test_cache_views_past_2gib_use_64bit_offsets():
     mla = torch.empty(2**16, 64, 1, 656, dtype=torch.uint8, device="meta")  # 2.56 GiB
     rows = mla_cache_rows(mla)
     assert rows.shape == (2**22, 656) and rows[2**22 - 1].storage_offset() == (2**22 - 1) * 656 > 2**31
+
+
+@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8"])
+def test_stores_skip_slots_past_the_cache(kv_dtype):
+    """Slots >= num_pages * page_size are skipped like -1 (no write, no fault), by every store."""
+    torch.manual_seed(3)
+    mla = MLAKVCache(2, page_size=4, kv_dtype=kv_dtype)
+    idx = IndexerKCache(2, page_size=4)
+    before_mla, before_idx = mla.buffer.clone(), idx.buffer.clone()
+    slots = torch.tensor([8, 9, 1 << 40, -1], dtype=torch.int64)  # 8 slots exist: none valid
+    mla.store(torch.randn(4, 512), torch.randn(4, 64), slots, provider="reference")
+    idx.store(torch.randn(4, 128), slots, provider="reference")
+    assert torch.equal(mla.buffer, before_mla) and torch.equal(idx.buffer, before_idx)
+    # a valid slot among them is still written
+    mla.store(torch.randn(2, 512), torch.randn(2, 64), torch.tensor([9, 3]), provider="reference")
+    assert not torch.equal(mla.buffer, before_mla)

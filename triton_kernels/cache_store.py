@@ -123,6 +123,7 @@ def _store_indexer_k_kernel(
     scale_ptr,    # fp32 view of the same buffer [num_pages, PAGE_SIZE * 33]
     slot_ptr,     # int32 / int64 [N]
     n_tokens,
+    num_slots,    # slots in the cache: slots outside [0, num_slots) are skipped, never written
     stride_kt,
     PAGE_SIZE: tl.constexpr,
     D: tl.constexpr,
@@ -137,7 +138,7 @@ def _store_indexer_k_kernel(
     d = tl.arange(0, D)
     in_range = t < n_tokens
     slot = tl.load(slot_ptr + t, mask=in_range, other=-1).to(tl.int64)
-    keep = in_range & (slot >= 0)
+    keep = in_range & (slot >= 0) & (slot < num_slots)
     x = tl.load(k_ptr + t.to(tl.int64)[:, None] * stride_kt + d[None, :], mask=keep[:, None], other=0.0)
     q, scale = _quantize_tile(x.to(tl.float32), QMAX, FMAX, FP8_BIAS, FNUZ, UE8M0)
     page = slot // PAGE_SIZE
@@ -157,6 +158,7 @@ def _store_mla_kv_kernel(
     half_ptr,     # FP8 cache as int16 [num_slots, 328] (rope); unused for bf16
     slot_ptr,     # int32 / int64 [N]
     n_tokens,
+    num_slots,    # slots in the cache: slots outside [0, num_slots) are skipped, never written
     stride_ct,
     stride_rt,
     KV_FP8: tl.constexpr,
@@ -171,7 +173,7 @@ def _store_mla_kv_kernel(
     r = tl.arange(0, 64)
     in_range = t < n_tokens
     slot = tl.load(slot_ptr + t, mask=in_range, other=-1).to(tl.int64)
-    keep = in_range & (slot >= 0)
+    keep = in_range & (slot >= 0) & (slot < num_slots)
     t64 = t.to(tl.int64)
     rope = tl.load(rope_ptr + t64[:, None] * stride_rt + r[None, :], mask=keep[:, None], other=0.0)
     rope_bits = _bf16_bits_rne(rope.to(tl.float32))
@@ -212,7 +214,8 @@ def store_indexer_k(k: torch.Tensor, buf: torch.Tensor, slot_mapping: torch.Tens
         k: [N, 128] bfloat16 / float16 / float32, contiguous rows.
         buf: [num_pages, page_size * 132] uint8 indexer key cache, written in place: FP8 values
             at ``page*page_size*132 + offset*128``, the fp32 scale in the page's scales region.
-        slot_mapping: [N] int32 / int64 slots (``page * page_size + offset``); < 0 skips a token.
+        slot_mapping: [N] int32 / int64 slots (``page * page_size + offset``); a slot < 0 or
+            >= num_pages * page_size skips the token (never an out-of-bounds write).
         fp8_dtype: torch.float8_e4m3fn (amax -> 448) or torch.float8_e4m3fnuz (amax -> 224).
         scale_fmt: "ue8m0" (scale rounded up to a power of two) or None (exact amax / max).
         arch: platform arch ("gfx942", "gfx950", "sm90", "cpu", ...) selecting the launch config.
@@ -235,7 +238,7 @@ def store_indexer_k(k: torch.Tensor, buf: torch.Tensor, slot_mapping: torch.Tens
     page_size = buf.shape[1] // (_INDEXER_D + 4)
     block_t = cfg["BLOCK_T"]
     _store_indexer_k_kernel[(triton.cdiv(n, block_t),)](
-        k, buf, buf.view(torch.float32), slot_mapping, n, k.stride(0),
+        k, buf, buf.view(torch.float32), slot_mapping, n, buf.shape[0] * page_size, k.stride(0),
         PAGE_SIZE=page_size, D=_INDEXER_D, UE8M0=scale_fmt == "ue8m0", BLOCK_T=block_t,
         **_fp8_constants(fp8_dtype), **cfg.options,
     )
@@ -250,7 +253,8 @@ def store_mla_kv(c_kv: torch.Tensor, k_rope: torch.Tensor, buf: torch.Tensor, sl
         k_rope: [N, 64] bfloat16 / float16 / float32 rope key.
         buf: bf16 [..., 576] or uint8 [..., 656] cache ([num_pages, page_size, 1, W] or
             [N_slots, 1, W] / [N_slots, W]), contiguous, written in place.
-        slot_mapping: [N] int32 / int64 flat slots; < 0 skips a token.
+        slot_mapping: [N] int32 / int64 flat slots; a slot < 0 or >= the cache's slot count skips
+            the token (never an out-of-bounds write).
         fp8_dtype: encoding of FP8 records (e4m3fn or e4m3fnuz); ignored for bf16 caches.
         arch: platform arch selecting the launch config.
     Raises:
@@ -280,7 +284,7 @@ def store_mla_kv(c_kv: torch.Tensor, k_rope: torch.Tensor, buf: torch.Tensor, sl
         row = rows.view(torch.int16)
         word, half = row, row
     _store_mla_kv_kernel[(triton.cdiv(n, block_t),)](
-        c_kv, k_rope, row, word, half, slot_mapping, n, c_kv.stride(0), k_rope.stride(0),
+        c_kv, k_rope, row, word, half, slot_mapping, n, rows.shape[0], c_kv.stride(0), k_rope.stride(0),
         KV_FP8=kv_fp8, BLOCK_T=block_t, **consts, **cfg.options,
     )
 
@@ -302,7 +306,7 @@ def compile_specs(arch: str) -> list:
         name=f"store_indexer_k BLOCK_T={cfg['BLOCK_T']}",
         fn=_store_indexer_k_kernel,
         signature={"k_ptr": "*bf16", "val_ptr": "*u8", "scale_ptr": "*fp32", "slot_ptr": "*i64",
-                   "n_tokens": "i32", "stride_kt": "i32"},
+                   "n_tokens": "i32", "num_slots": "i64", "stride_kt": "i32"},
         constexprs={"PAGE_SIZE": 64, "D": 128, "UE8M0": True, "BLOCK_T": cfg["BLOCK_T"], **consts},
         num_warps=cfg.options.get("num_warps", 4), num_stages=cfg.options.get("num_stages", 1),
         waves_per_eu=cfg.options.get("waves_per_eu", 0),
@@ -315,7 +319,7 @@ def compile_specs(arch: str) -> list:
             fn=_store_mla_kv_kernel,
             signature={"ckv_ptr": "*bf16", "rope_ptr": "*bf16", "row_ptr": "*u8" if kv_fp8 else "*i16",
                        "word_ptr": "*fp32" if kv_fp8 else "*i16", "half_ptr": "*i16", "slot_ptr": "*i64",
-                       "n_tokens": "i32", "stride_ct": "i32", "stride_rt": "i32"},
+                       "n_tokens": "i32", "num_slots": "i64", "stride_ct": "i32", "stride_rt": "i32"},
             constexprs={"KV_FP8": kv_fp8, "BLOCK_T": cfg["BLOCK_T"], **consts},
             num_warps=cfg.options.get("num_warps", 4), num_stages=cfg.options.get("num_stages", 1),
             waves_per_eu=cfg.options.get("waves_per_eu", 0),

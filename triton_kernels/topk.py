@@ -32,6 +32,8 @@ padding. The radix-select / threshold-filter scheme is the classic one (e.g. Ala
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -124,11 +126,20 @@ def _threshold_topk_kernel(
     mask = tl.zeros([], dtype=tl.uint32)
     need = k + tl.zeros([], dtype=tl.int32)
     resolved = tl.zeros([], dtype=tl.int32)
+    # the first BLOCK maxima stay in registers across the levels (all of them when NG <= BLOCK)
+    offs0 = tl.arange(0, BLOCK)
+    x0 = tl.load(m_row + offs0, mask=offs0 < ng, other=float("-inf"))
+    bits0 = tl.where(x0 == 0.0, 0.0, x0).to(tl.uint32, bitcast=True)
+    key0 = bits0 ^ tl.where((bits0 >> 31) != 0, 0xFFFFFFFF, 0x80000000).to(tl.uint32)
+    cand0 = x0 != float("-inf")
     for level in range(T_LEVELS):
         if resolved == 0:
             shift = (32 - level * RADIX_BITS - tl.minimum(RADIX_BITS, 32 - level * RADIX_BITS)).to(tl.uint32)
-            acc = tl.zeros([NB], dtype=tl.int32)
-            for c in range(0, ng, BLOCK):
+            match = cand0 & ((key0 & mask) == prefix)
+            digit = tl.where(match, ((key0 >> shift) & (NB - 1)).to(tl.int32), 0)
+            junk = BLOCK - tl.sum(match.to(tl.int32), axis=0)
+            acc = tl.histogram(digit, NB) - tl.where(offs_b == 0, junk, 0)
+            for c in range(BLOCK, ng, BLOCK):
                 offs = c + tl.arange(0, BLOCK)
                 x = tl.load(m_row + offs, mask=offs < ng, other=float("-inf"))
                 bits_x = tl.where(x == 0.0, 0.0, x).to(tl.uint32, bitcast=True)
@@ -308,9 +319,34 @@ def _pow2_floor(v: int) -> int:
     return 1 << (max(1, v).bit_length() - 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(arch: str, r: int, c: int, k: int, radix_bits: int | None, cap: int | None, overrides: tuple) -> tuple:
+    """Launch constants of one (shape, k) on ``arch``, computed once so that an eager call pays
+    no host work beyond its launches: (CAP, NG, S, SEG, S_BLOCK, group-max / count / compact
+    keywords, threshold keywords, select keywords)."""
+    cfg = get_config("topk_indices", arch, rows=r, columns=c, k=k)
+    m = {**cfg.meta, **{key: v for key, v in overrides if key.isupper()}}
+    seg_opts = {**cfg.options, **{key: v for key, v in overrides if not key.isupper()}}
+    rb = radix_bits or m["RADIX_BITS"]
+    block = m["BLOCK"]
+    cap = cap or max(m["CAP_MIN"], m["CAP_PER_K"] * k)
+    select_opts = {**cfg.options, "num_warps": m["SELECT_WARPS"]}
+    g = max(1, min(m["MAX_GROUP"], _pow2_floor(c // (m["GROUPS_PER_K"] * k)), block))
+    ng = triton.cdiv(c, g)
+    s = max(1, min(m["MAX_SEGMENTS"], triton.cdiv(c, block), triton.cdiv(m["PROGRAMS"], r)))
+    seg = triton.cdiv(triton.cdiv(c, s), block) * block
+    s = triton.cdiv(c, seg)
+    s_block = max(2, triton.next_power_of_2(s))
+    threshold = dict(G=g, T_LEVELS=m["T_LEVELS"], RADIX_BITS=rb, NB=1 << rb,
+                     BLOCK=m.get("THRESHOLD_BLOCK", m["SELECT_BLOCK"]), **select_opts)
+    select = dict(RADIX_BITS=rb, NB=1 << rb, BLOCK=m["SELECT_BLOCK"], **select_opts)
+    return cap, g, ng, s, seg, s_block, dict(BLOCK=block, **seg_opts), threshold, select
+
+
 def launch_topk(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k: int, out: torch.Tensor, *,
                 arch: str, block_table: torch.Tensor | None = None, rows_per_table: int = 1,
-                page_size: int = 1, radix_bits: int | None = None, cap: int | None = None) -> None:
+                page_size: int = 1, radix_bits: int | None = None, cap: int | None = None,
+                meta: dict | None = None) -> None:
     """Exact top-k of ``logits`` [R, C] f32 rows inside [starts, ends) into ``out`` [R, k] int32.
 
     Writes ``column - starts[r]``, or with ``block_table`` [R // rows_per_table, max_pages]
@@ -318,8 +354,10 @@ def launch_topk(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, 
     p % page_size`` of that position p. Workspace for C > CAP (one allocation): group maxima
     [R, C / G] f32, [R, S] counts, a [R, 2, CAP] key + column buffer (CAP = max(CAP_MIN,
     CAP_PER_K * k)).
-    ``logits`` rows may be a strided view (unit column stride). ``radix_bits`` and ``cap``
-    override the config (tests, benchmarks).
+    ``logits`` rows may be a strided view (unit column stride). ``radix_bits``, ``cap`` and
+    ``meta`` (config keys: CAPS constexprs, lowercase segment-kernel launch options, e.g.
+    ``{"BLOCK": 4096, "num_warps": 4}``) override the config (tests, benchmarks). Launch
+    constants are cached per (arch, shape, k, overrides).
     """
     r, c = logits.shape
     if r == 0:
@@ -327,43 +365,30 @@ def launch_topk(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, 
     if out.shape != (r, k) or out.stride() != (k, 1):
         raise ValueError(f"out: expected a [R={r}, k={k}] int32 tensor with contiguous rows, got shape "
                          f"{list(out.shape)} strides {list(out.stride())}")
-    cfg = get_config("topk_indices", arch, rows=r, columns=c, k=k)
-    m = cfg.meta
-    rb = radix_bits or m["RADIX_BITS"]
-    nb = 1 << rb
-    block = m["BLOCK"]
-    cap = cap or max(m["CAP_MIN"], m["CAP_PER_K"] * k)
-    bt = block_table if block_table is not None else out
-    dev = logits.device
-    select_opts = {**cfg.options, "num_warps": m["SELECT_WARPS"]}
-    select = dict(RADIX_BITS=rb, NB=nb, BLOCK=m["SELECT_BLOCK"], MAP_SLOTS=block_table is not None,
-                  PAGE_SIZE=page_size, **select_opts)
+    cap, g, ng, s, seg, s_block, seg_kw, threshold, select = _plan(arch, r, c, k, radix_bits, cap,
+                                                                   tuple(sorted((meta or {}).items())))
+    slots = block_table is not None
+    bt = block_table if slots else out
+    stride_xr = logits.stride(0)
     if c <= cap:
-        _select_topk_kernel[(r,)](logits, starts, ends, out, out, out, bt, c, 1, cap, k, logits.stride(0),
-                                  bt.stride(0), rows_per_table, S_BLOCK=2, USE_BUFFER=False, **select)
+        _select_topk_kernel[(r,)](logits, starts, ends, out, out, out, bt, c, 1, cap, k, stride_xr,
+                                  bt.stride(0), rows_per_table, S_BLOCK=2, USE_BUFFER=False, MAP_SLOTS=slots,
+                                  PAGE_SIZE=page_size, **select)
         return
-    g = max(1, min(m["MAX_GROUP"], _pow2_floor(c // (m["GROUPS_PER_K"] * k)), block))
-    ng = triton.cdiv(c, g)
-    s = max(1, min(m["MAX_SEGMENTS"], triton.cdiv(c, block), triton.cdiv(m["PROGRAMS"], r)))
-    seg = triton.cdiv(triton.cdiv(c, s), block) * block
-    s = triton.cdiv(c, seg)
-    s_block = max(2, triton.next_power_of_2(s))
     # one allocation for the workspace: group maxima, tau, counts, key and column buffers
-    ws = torch.empty(r * (ng + 1 + s + 2 * cap), dtype=torch.int32, device=dev)
-    parts = torch.split(ws, [r * ng, r, r * s, r * 2 * cap])
-    bmax = parts[0].view(torch.float32).view(r, ng)
-    tau, cnt, buf = parts[1], parts[2].view(r, s), parts[3].view(r, 2, cap)
-    _blockmax_topk_kernel[(r, s)](logits, starts, ends, bmax, c, seg, logits.stride(0), bmax.stride(0), G=g,
-                                  BLOCK=block, **cfg.options)
-    _threshold_topk_kernel[(r,)](bmax, starts, ends, tau, c, k, bmax.stride(0), G=g, T_LEVELS=m["T_LEVELS"],
-                                 RADIX_BITS=rb, NB=nb, BLOCK=m["SELECT_BLOCK"], **select_opts)
-    _count_topk_kernel[(r, s)](logits, starts, ends, tau, cnt, c, s, seg, logits.stride(0), BLOCK=block,
-                               **cfg.options)
-    _compact_topk_kernel[(r, s)](logits, starts, ends, tau, cnt, buf, c, s, seg, cap, logits.stride(0),
-                                 S_BLOCK=s_block, BLOCK=block, **cfg.options)
-    _select_topk_kernel[(r,)](logits, starts, ends, cnt, buf, out, bt, c, s, cap, k, logits.stride(0),
-                              bt.stride(0), rows_per_table, S_BLOCK=s_block, USE_BUFFER=True,
-                              **select)
+    ws = torch.empty(r * (ng + 1 + s + 2 * cap), dtype=torch.int32, device=logits.device)
+    bmax = ws[:r * ng].view(torch.float32)
+    tau = ws[r * ng:r * (ng + 1)]
+    cnt = ws[r * (ng + 1):r * (ng + 1 + s)]
+    buf = ws[r * (ng + 1 + s):]
+    _blockmax_topk_kernel[(r, s)](logits, starts, ends, bmax, c, seg, stride_xr, ng, G=g, **seg_kw)
+    _threshold_topk_kernel[(r,)](bmax, starts, ends, tau, c, k, ng, **threshold)
+    _count_topk_kernel[(r, s)](logits, starts, ends, tau, cnt, c, s, seg, stride_xr, **seg_kw)
+    _compact_topk_kernel[(r, s)](logits, starts, ends, tau, cnt, buf, c, s, seg, cap, stride_xr, S_BLOCK=s_block,
+                                 **seg_kw)
+    _select_topk_kernel[(r,)](logits, starts, ends, cnt, buf, out, bt, c, s, cap, k, stride_xr,
+                              bt.stride(0), rows_per_table, S_BLOCK=s_block, USE_BUFFER=True, MAP_SLOTS=slots,
+                              PAGE_SIZE=page_size, **select)
 
 
 def topk_indices(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k: int, *,
@@ -411,7 +436,7 @@ def compile_specs(arch: str) -> list:
                     signature={"bmax_ptr": "*fp32", "starts_ptr": "*i32", "ends_ptr": "*i32", "tau_ptr": "*i32",
                                "C": "i32", "k": "i32", "stride_mr": "i32"},
                     constexprs={"G": g, "T_LEVELS": m["T_LEVELS"], "RADIX_BITS": rb, "NB": 1 << rb,
-                                "BLOCK": m["SELECT_BLOCK"]},
+                                "BLOCK": m.get("THRESHOLD_BLOCK", m["SELECT_BLOCK"])},
                     aligned=("stride_mr",), note=cfg.source, **row_launch),
         CompileSpec(name=f"topk_count BLOCK={block}", fn=_count_topk_kernel,
                     signature={**x, "tau_ptr": "*i32", "cnt_ptr": "*i32", "C": "i32", "S": "i32", "SEG": "i32",

@@ -186,7 +186,7 @@ class ReferenceProvider(Provider):
     def store_indexer_k(self, k, buf, slot_mapping, fp8_dtype, scale_fmt):
         values, scales = indexer_cache_views(buf)
         page_size = values.shape[1]
-        keep = slot_mapping >= 0
+        keep = (slot_mapping >= 0) & (slot_mapping < values.shape[0] * page_size)
         slots = slot_mapping[keep].long()
         q, scale = quantize_fp8(k[keep], block_size=128, fp8_dtype=fp8_dtype, scale_fmt=scale_fmt)
         page, off = slots // page_size, slots % page_size
@@ -195,7 +195,7 @@ class ReferenceProvider(Provider):
 
     def store_mla_kv(self, c_kv, k_rope, buf, slot_mapping, fp8_dtype):
         rows = mla_cache_rows(buf)
-        keep = slot_mapping >= 0
+        keep = (slot_mapping >= 0) & (slot_mapping < rows.shape[0])
         slots = slot_mapping[keep].long()
         if rows.dtype == torch.bfloat16:
             rows[slots] = torch.cat([c_kv[keep].float(), k_rope[keep].float()], dim=-1).to(torch.bfloat16)

@@ -188,3 +188,22 @@ def test_store_mla_kv_past_2gib():
     want = torch.cat([c_kv, k_rope], 1).to(torch.bfloat16)
     assert torch.equal(buf[-8:, 0], want)
     assert detect(buf.device).arch != "cpu"
+
+
+@pytest.mark.parametrize("kv_dtype", ["bf16", "fp8"])
+def test_slots_past_the_cache_are_skipped(kv_dtype):
+    """A slot >= num_pages * page_size must be skipped, never written out of bounds (the kernel
+    masks it; before the bound an interpreter run corrupted the heap)."""
+    torch.manual_seed(5)
+    mla = MLAKVCache(1, page_size=4, kv_dtype=kv_dtype)
+    idx = IndexerKCache(1, page_size=4)
+    slots = torch.tensor([4, 50, 100000, 2], dtype=torch.int64)  # only slot 2 exists
+    c_kv, k_rope, k = torch.randn(4, 512), torch.randn(4, 64), torch.randn(4, 128)
+    mla.store(c_kv, k_rope, slots, provider="triton")
+    idx.store(k, slots, provider="triton")
+    ref_mla = MLAKVCache(1, page_size=4, kv_dtype=kv_dtype)
+    ref_idx = IndexerKCache(1, page_size=4)
+    ref_mla.store(c_kv, k_rope, slots, provider="reference")
+    ref_idx.store(k, slots, provider="reference")
+    assert torch.equal(mla.buffer.view(torch.uint8), ref_mla.buffer.view(torch.uint8))
+    assert torch.equal(idx.buffer, ref_idx.buffer)

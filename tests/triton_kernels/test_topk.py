@@ -74,10 +74,11 @@ def test_radix_widths_and_poisoned_output(radix_bits, device):
     assert_topk_equal(out, ops.topk_indices(x, starts, ends, k=120, provider="reference"))
 
 
-@pytest.mark.parametrize("cap", [4096, 300, 40])
-def test_every_path(cap, device):
-    """cap >= C: one program per row reads the row; 300: group-max filter + buffer; 40 (< the
-    candidates >= tau): the buffer overflows and the row program falls back to the row."""
+@pytest.mark.parametrize("cap, meta", [(4096, {}), (300, {}), (300, {"THRESHOLD_BLOCK": 128}), (40, {})])
+def test_every_path(cap, meta, device):
+    """cap >= C: one program per row reads the row; 300: group-max filter + buffer (the group
+    maxima in one threshold block or in several); 40 (< the candidates >= tau): the buffer
+    overflows and the row program falls back to the row."""
     from rocm_dsa.triton_kernels import topk as tk
 
     x = torch.randn(3, 2000, device=device)
@@ -85,7 +86,7 @@ def test_every_path(cap, device):
     starts = torch.tensor([0, 7, 900], dtype=torch.int32, device=device)
     ends = torch.tensor([2000, 1500, 2000], dtype=torch.int32, device=device)
     out = poison(torch.empty(3, 100, dtype=torch.int32, device=device))
-    tk.launch_topk(x, starts, ends, 100, out, arch=detect(x.device).arch, cap=cap)
+    tk.launch_topk(x, starts, ends, 100, out, arch=detect(x.device).arch, cap=cap, meta=meta)
     assert_topk_equal(out, ops.topk_indices(x, starts, ends, k=100, provider="reference"))
 
 
@@ -97,3 +98,23 @@ def test_wide_rows_many_segments(device):
     got = check(x, torch.zeros(2, dtype=torch.int32, device=device),
                 torch.full((2,), 1 << 14, dtype=torch.int32, device=device), 2048)
     assert sorted(got[1].tolist()) == list(range(5000, 5000 + 2048))
+
+
+@pytest.mark.parametrize("meta", [{"PROGRAMS": 16}, {"PROGRAMS": 16, "THRESHOLD_BLOCK": 128, "SELECT_BLOCK": 256}])
+def test_segments_clustered_and_empty(meta, device):
+    """Four segments per row: all candidates in one segment (row 0), candidates only in the last
+    segment behind empty ones (row 1), a window ending inside the first segment (row 2), and one
+    segment holding more than CAP candidates (row 3 overflows and falls back to the row)."""
+    from rocm_dsa.triton_kernels import topk as tk
+
+    c, k = 6000, 200
+    x = torch.randn(4, c, device=device) - 10.0
+    x[0, 2100:2400] = torch.randn(300, device=device) + 5.0
+    x[1, 5700:] = torch.randn(300, device=device).round() + 5.0  # ties inside the last segment
+    x[3, 100:1100] = 3.0  # 1000 tied maxima > cap: exact fallback
+    starts = torch.tensor([0, 0, 5, 0], dtype=torch.int32, device=device)
+    ends = torch.tensor([c, c, 1500, c], dtype=torch.int32, device=device)
+    out = poison(torch.empty(4, k, dtype=torch.int32, device=device))
+    tk.launch_topk(x, starts, ends, k, out, arch=detect(x.device).arch, cap=600, meta=meta)
+    assert_topk_equal(out, ops.topk_indices(x, starts, ends, k=k, provider="reference"))
+    assert sorted(out[3].tolist()) == list(range(100, 100 + k))
