@@ -172,7 +172,8 @@ def indexer_logits_paged(
             the same FP8 dtype as ``q_fp8`` (checked for a cache object: TypeError).
         weights: [B*next_n, H] float32 head weights (q_scale * H^-0.5 * D^-0.5 folded in).
         context_lens: [B] int32 tokens of each request in the cache, the next_n new ones included.
-        block_table: [B, max_pages] int32 physical page of each logical page.
+        block_table: [B, max_pages] int32 physical page of each logical page; an entry outside
+            [0, num_pages) marks its keys absent (-inf, never read).
     Returns:
         logits [B*next_n, max_pages*page_size] float32. Row r = b*next_n + j sees keys
         0 ... context_lens[b] - next_n + j (inclusive); -inf beyond.
@@ -338,6 +339,10 @@ def sparse_mla_prefill(
     kv_fmt = "bf16" if buf.dtype == torch.bfloat16 else "fp8"
     case = make_case("sparse_mla_prefill", dev, heads=dims["H"], dtypes={"q": q.dtype}, kv_format=kv_fmt,
                      topk=indices.shape[-1])
+    if q.numel() == 0:  # empty batch: nothing to launch
+        t, h = dims["T"], dims["H"]
+        return (q.new_empty(t, h, d_v), torch.empty(t, h, dtype=torch.float32, device=dev),
+                torch.empty(t, h, dtype=torch.float32, device=dev))
     return select(case, provider).sparse_mla_prefill(q, buf, indices, float(sm_scale), d_v, fp8)
 
 
@@ -381,6 +386,9 @@ def sparse_mla_decode(
     kv_fmt = "bf16" if buf.dtype == torch.bfloat16 else "fp8"
     case = make_case("sparse_mla_decode", dev, heads=dims["H"], dtypes={"q": q.dtype}, kv_format=kv_fmt,
                      s_q=dims["s_q"], topk=indices.shape[-1])
+    if q.numel() == 0:  # empty batch: nothing to launch
+        b, s_q, h = dims["B"], dims["s_q"], dims["H"]
+        return q.new_empty(b, s_q, h, d_v), torch.empty(b, h, s_q, dtype=torch.float32, device=dev)
     return select(case, provider).sparse_mla_decode(q, buf, indices, float(sm_scale), d_v, fp8)
 
 

@@ -102,6 +102,7 @@ def _logits_paged_indexer_kernel(
     out_ptr,  # f32 [(b0 + B) * NEXT_N, W] rows of request b start at b * NEXT_N
     H,
     W,  # max_pages * PAGE_SIZE
+    num_pages,  # pages in the cache: block-table entries outside [0, num_pages) are absent keys
     stride_qb,
     stride_qn,
     stride_qh,
@@ -128,8 +129,8 @@ def _logits_paged_indexer_kernel(
                     tl.store(out_ptr + (row0 + j) * stride_or + offs_n,
                          tl.full([BLOCK_N], float("-inf"), tl.float32), mask=n_in)
     else:
-        n_mask = offs_n < length
-        page = tl.load(bt_ptr + b.to(tl.int64) * stride_btb + offs_n // PAGE_SIZE, mask=n_mask, other=0)
+        page = tl.load(bt_ptr + b.to(tl.int64) * stride_btb + offs_n // PAGE_SIZE, mask=offs_n < length, other=0)
+        n_mask = (offs_n < length) & (page >= 0) & (page < num_pages)  # never read outside the cache
         page_base = page.to(tl.int64) * stride_page
         in_page = offs_n % PAGE_SIZE
         offs_d = tl.arange(0, D)
@@ -207,7 +208,7 @@ def _launch_paged(q_fp8, buf, weights, context_lens, block_table, out, arch: str
     grid = (b, triton.cdiv(width, bn))
     _logits_paged_indexer_kernel[grid](
         q_fp8, buf.view(q_fp8.dtype), buf.view(torch.float32), weights, context_lens, block_table, out,
-        h, width,
+        h, width, buf.shape[0],
         q_fp8.stride(0), q_fp8.stride(1), q_fp8.stride(2), buf.stride(0), block_table.stride(0),
         weights.stride(0), out.stride(0),
         D=d, PAGE_SIZE=page_size, NEXT_N=next_n, BLOCK_H=max(16, triton.next_power_of_2(h)), BLOCK_N=bn,
@@ -271,7 +272,8 @@ def compile_specs(arch: str) -> list:
             name=f"indexer_logits_paged H=64 next_n={next_n} BLOCK_N={cfg.meta['BLOCK_N']}",
             fn=_logits_paged_indexer_kernel,
             signature={"q_ptr": fp8, "kv_ptr": fp8, "kv_scale_ptr": "*fp32", "w_ptr": "*fp32", "ctx_ptr": "*i32",
-                       "bt_ptr": "*i32", "out_ptr": "*fp32", "H": "i32", "W": "i32", "stride_qb": "i32",
+                       "bt_ptr": "*i32", "out_ptr": "*fp32", "H": "i32", "W": "i32", "num_pages": "i32",
+                       "stride_qb": "i32",
                        "stride_qn": "i32", "stride_qh": "i32", "stride_page": "i32", "stride_btb": "i32",
                        "stride_wr": "i32", "stride_or": "i32"},
             constexprs={"D": 128, "PAGE_SIZE": 64, "NEXT_N": next_n, "BLOCK_H": 64, "BLOCK_N": cfg.meta["BLOCK_N"],

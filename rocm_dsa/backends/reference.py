@@ -102,13 +102,15 @@ def _paged_topk_or_logits(q_fp8, buf, weights, context_lens, block_table, k: int
         if length <= 0:
             continue
         pos = torch.arange(length, device=dev)
-        slots = block_table[i].long()[pos // page_size] * page_size + pos % page_size
+        pages = block_table[i].long()[pos // page_size]
+        present = (pages >= 0) & (pages < buf.shape[0])  # entries outside the cache: absent keys
+        slots = torch.where(present, pages, torch.zeros_like(pages)) * page_size + pos % page_size
         kf, ksc = indexer_cache_gather(buf, slots, q_fp8.dtype, d)
         rows = slice(i * next_n, (i + 1) * next_n)
         logits = _scores(q_fp8[i].float(), kf.float(), ksc, weights[rows])  # [next_n, L]
         # last visible key of query j (inclusive), from the request's real length
         last = (int(lens[i]) - next_n + torch.arange(next_n, device=dev)).clamp_max(length - 1).unsqueeze(1)
-        logits = torch.where(pos.unsqueeze(0) <= last, logits, torch.full_like(logits, float("-inf")))
+        logits = torch.where((pos.unsqueeze(0) <= last) & present, logits, torch.full_like(logits, float("-inf")))
         if k is None:
             out[rows, :length] = logits
             continue
@@ -129,6 +131,8 @@ def _sparse_attention(q: torch.Tensor, rows: torch.Tensor, indices: torch.Tensor
     out = torch.empty(r, h, d_v, dtype=torch.bfloat16, device=dev)
     max_logits = torch.empty(r, h, dtype=torch.float32, device=dev)
     lse = torch.empty(r, h, dtype=torch.float32, device=dev)
+    if n == 0:  # an empty cache: every index is invalid
+        return out.zero_(), max_logits.fill_(float("-inf")), lse.fill_(float("inf"))
     for r0, r1 in _row_chunks(r, topk * max(h, rows.shape[1])):
         idx = indices[r0:r1].long()
         valid = (idx >= 0) & (idx < n)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from ._device import parse_device
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -153,10 +155,7 @@ def bench(
         if unknown:
             raise typer.BadParameter(f"expected names from {provider_names()}, got {unknown}", param_hint="--provider")
         prov_list = [None if p == "auto" else p for p in provs] or [None]
-        try:
-            dev = torch.device(device) if device else None
-        except RuntimeError as e:
-            raise typer.BadParameter(str(e), param_hint="--device") from None
+        dev = parse_device(device)
         jobs = sum(1 if p.op in B.DENSE_OPS else len(prov_list) for p in points)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

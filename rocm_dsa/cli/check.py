@@ -11,6 +11,8 @@ import json
 from typing import Annotated, Optional
 
 import typer
+
+from ._device import parse_device
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -146,10 +148,7 @@ def check(
     from ..selfcheck import run_check, warmup as run_warmup
 
     console = Console(stderr=as_json)
-    try:
-        dev = torch.device(device) if device else None
-    except RuntimeError as e:
-        raise typer.BadParameter(str(e), param_hint="--device") from None
+    dev = parse_device(device)
     steps = []
     if warmup:
         steps = run_warmup(arch, on_progress=None if as_json else (lambda s: console.print(f"[dim]warm-up: {s}[/dim]")))

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from ._device import parse_device
 from rich.console import Console
 from rich.table import Table
 
@@ -120,6 +122,7 @@ def run(
         raise typer.BadParameter(f"expected fp32 or bf16, got {dtype!r}", param_hint="--dtype")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    parse_device(device)
     opts = JobOptions(lengths=lens, decode_steps=decode_steps, next_n=next_n, provider=provider, tp_size=tp,
                       tp_rank=tp_rank, kv_cache=kv_cache, checkpoint=checkpoint, layer=layer, config=config,
                       seed=seed, topk=topk, heads=heads, chunk=chunk, extend=extend, dtype=dtype, device=device,

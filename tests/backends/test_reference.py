@@ -562,3 +562,55 @@ def test_row_chunking_gives_identical_results(monkeypatch, fp8_dtype):
     att2 = ops.sparse_mla_prefill(qm, kv, idx, sm_scale=SM_SCALE, provider=REF)
     for a, b in zip(att2, att):
         assert_close(a, b, dtype=torch.float32 if a.dtype == torch.float32 else torch.bfloat16)
+
+
+@pytest.mark.parametrize("provider", ["reference", "triton"])
+def test_sparse_mla_empty_batches_and_empty_cache(provider):
+    """B = 0, s_q = 0, T = 0 give empty outputs of the right shapes; an empty cache makes every
+    index invalid (out 0, lse +inf, max_logits -inf)."""
+    import os
+
+    if provider == "triton" and not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
+        pytest.skip("triton needs a GPU or TRITON_INTERPRET=1")
+    kv = torch.randn(8, 1, 576).bfloat16()
+    for b, s_q in ((0, 1), (2, 0)):
+        q = torch.randn(b, s_q, 16, 576).bfloat16()
+        out, lse = ops.sparse_mla_decode(q, kv, torch.zeros(b, s_q, 4, dtype=torch.int32), sm_scale=0.1,
+                                         provider=provider)
+        assert out.shape == (b, s_q, 16, 512) and lse.shape == (b, 16, s_q)
+    out, ml, lse = ops.sparse_mla_prefill(torch.randn(0, 16, 576).bfloat16(), kv,
+                                          torch.zeros(0, 1, 4, dtype=torch.int32), sm_scale=0.1, provider=provider)
+    assert out.shape == (0, 16, 512) and ml.shape == lse.shape == (0, 16)
+    q = torch.randn(3, 16, 576).bfloat16()
+    out, ml, lse = ops.sparse_mla_prefill(q, kv[:0], torch.full((3, 1, 4), -1, dtype=torch.int32), sm_scale=0.1,
+                                          provider=provider)
+    assert torch.equal(out.float(), torch.zeros_like(out.float()))
+    assert bool(torch.isposinf(lse).all()) and bool(torch.isneginf(ml).all())
+
+
+@pytest.mark.parametrize("provider", ["reference", "triton"])
+def test_paged_indexer_block_table_entries_outside_the_cache(provider):
+    """Block-table entries < 0 or >= num_pages mark their keys absent: -inf logits, never
+    selected, never read (no wrap-around to the last page, no out-of-bounds read)."""
+    import os
+
+    if provider == "triton" and not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
+        pytest.skip("triton needs a GPU or TRITON_INTERPRET=1")
+    torch.manual_seed(11)
+    from rocm_dsa.cache import IndexerKCache
+
+    cache = IndexerKCache(4, page_size=4)
+    cache.store(torch.randn(16, 128), torch.arange(16, dtype=torch.int64), provider="reference")
+    q, _ = ops.quantize_fp8(torch.randn(1, 1, 64, 128))
+    w = torch.rand(1, 64)
+    bt = torch.tensor([[1, 9, -1, 2]], dtype=torch.int32)
+    ctx = torch.tensor([16], dtype=torch.int32)
+    logits = ops.indexer_logits_paged(q, cache, w, ctx, bt, provider=provider)
+    assert bool(torch.isneginf(logits[0, 4:12]).all())
+    assert bool(torch.isfinite(logits[0, :4]).all()) and bool(torch.isfinite(logits[0, 12:16]).all())
+    ref = ops.indexer_logits_paged(q, cache, w, ctx, bt.clamp(0, 3).masked_fill((bt < 0) | (bt > 3), 0),
+                                   provider="reference")
+    torch.testing.assert_close(logits[0, :4], ref[0, :4], rtol=2e-3, atol=1e-3)
+    top = ops.indexer_topk_paged(q, cache, w, ctx, bt, k=16, return_slots=True, provider=provider)
+    valid = top[0][top[0] >= 0]
+    assert valid.numel() == 8 and bool(((valid // 4 == 1) | (valid // 4 == 2)).all())
