@@ -130,7 +130,8 @@ def _logits_paged_indexer_kernel(
                          tl.full([BLOCK_N], float("-inf"), tl.float32), mask=n_in)
     else:
         page = tl.load(bt_ptr + b.to(tl.int64) * stride_btb + offs_n // PAGE_SIZE, mask=offs_n < length, other=0)
-        n_mask = (offs_n < length) & (page >= 0) & (page < num_pages)  # never read outside the cache
+        # never read outside the cache (one unsigned compare also rejects negative entries)
+        n_mask = (offs_n < length) & (page.to(tl.uint32) < num_pages.to(tl.uint32))
         page_base = page.to(tl.int64) * stride_page
         in_page = offs_n % PAGE_SIZE
         offs_d = tl.arange(0, D)
