@@ -4,6 +4,7 @@ GPUs, behind one op interface with reference, Triton, HIP and vendor providers.
 ``import rocm_dsa`` needs only torch: providers load on first use.
 """
 
+from .backends import ProviderError
 from .cache import IndexerKCache, MLAKVCache
 from .config import DSAConfig, deepseek_v32
 from .fp8 import ocp_to_fnuz, quantize_fp8
@@ -22,6 +23,7 @@ from .ops import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ProviderError",
     "DSAConfig",
     "deepseek_v32",
     "IndexerKCache",

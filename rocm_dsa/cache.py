@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_positive
 from .fp8 import check_fp8_dtype, quantize_fp8
 
 __all__ = [
@@ -168,8 +169,10 @@ class IndexerKCache:
 
     def __init__(self, num_pages: int, *, page_size: int = 64, head_dim: int = 128,
                  fp8_dtype: torch.dtype = torch.float8_e4m3fn, device: torch.device | str = "cpu"):
-        if num_pages < 1 or page_size < 1:
-            raise ValueError(f"num_pages/page_size: expected >= 1, got {num_pages}/{page_size}")
+        check_positive("num_pages", num_pages)
+        check_positive("page_size", page_size)
+        if head_dim != 128:
+            raise ValueError(f"head_dim: expected 128 (the indexer ops' key width), got {head_dim}")
         self.page_size = page_size
         self.head_dim = head_dim
         self.fp8_dtype = check_fp8_dtype(fp8_dtype)
@@ -209,8 +212,8 @@ class MLAKVCache:
                  fp8_dtype: torch.dtype = torch.float8_e4m3fn, device: torch.device | str = "cpu"):
         if kv_dtype not in ("bf16", "fp8"):
             raise ValueError(f"kv_dtype: expected 'bf16' or 'fp8', got {kv_dtype!r}")
-        if num_pages < 1 or page_size < 1:
-            raise ValueError(f"num_pages/page_size: expected >= 1, got {num_pages}/{page_size}")
+        check_positive("num_pages", num_pages)
+        check_positive("page_size", page_size)
         self.page_size = page_size
         self.kv_dtype = kv_dtype
         self.fp8_dtype = check_fp8_dtype(fp8_dtype)

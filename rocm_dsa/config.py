@@ -180,7 +180,13 @@ class DSAConfig:
             p = p / "config.json"
         if not p.is_file():
             raise FileNotFoundError(f"config path: no config.json at {str(p)!r}")
-        return cls.from_dict(json.loads(p.read_text()))
+        try:
+            cfg = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config path: {str(p)!r} is not valid JSON ({e})") from None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"config path: {str(p)!r} holds a JSON {type(cfg).__name__}, expected an object")
+        return cls.from_dict(cfg)
 
     def replace(self, **changes: Any) -> "DSAConfig":
         """A copy with some fields changed (for small test models)."""
