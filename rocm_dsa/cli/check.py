@@ -149,6 +149,7 @@ def check(
 
     console = Console(stderr=as_json)
     dev = parse_device(device)
+    _check_backend_env()
     steps = []
     if warmup:
         steps = run_warmup(arch, on_progress=None if as_json else (lambda s: console.print(f"[dim]warm-up: {s}[/dim]")))
@@ -163,6 +164,19 @@ def check(
     else:
         _print_report(report, console)
     raise typer.Exit(report.exit_code)
+
+
+def _check_backend_env() -> None:
+    """Every op call would raise on a ROCM_DSA_BACKEND[_<OP>] naming no provider: say so here."""
+    import os
+
+    from ..backends import provider_names
+
+    bad = {k: v for k, v in os.environ.items()
+           if k.startswith("ROCM_DSA_BACKEND") and v.strip() and v.strip() not in (*provider_names(), "auto")}
+    if bad:
+        raise typer.BadParameter(f"{bad}: expected provider names from {provider_names()} or 'auto'",
+                                 param_hint="ROCM_DSA_BACKEND environment")
 
 
 class _null:

@@ -242,3 +242,14 @@ def test_warmup_reports_compile_errors_and_fails_the_check(monkeypatch):
 def test_warmup_rejects_unknown_arch():
     with pytest.raises(ValueError, match="arch"):
         selfcheck.warmup("gfx1100")
+
+
+def test_check_rejects_a_backend_env_naming_no_provider(monkeypatch):
+    from typer.testing import CliRunner
+
+    from rocm_dsa.cli import _register, app
+
+    _register()
+    monkeypatch.setenv("ROCM_DSA_BACKEND", "nonsense")
+    r = CliRunner().invoke(app, ["check", "--no-selftest"])
+    assert r.exit_code == 2 and "ROCM_DSA_BACKEND" in r.output
