@@ -17,6 +17,7 @@ import rocm_dsa.vendor_args as va
 from rocm_dsa.cache import IndexerKCache, MLAKVCache, indexer_cache_gather, positions_to_slots
 from rocm_dsa.fp8 import cast_to_fp8
 from rocm_dsa.testing import assert_close, assert_topk_equal
+from aiter_model import aiter_ragged_model
 
 REF = "reference"
 SM_SCALE = 0.1352338
@@ -268,40 +269,17 @@ def test_expand_compressed_logits_equals_reference():
     assert torch.equal(va.expand_compressed_logits(comp, ks, ke, n), want)
 
 
-def _aiter_ragged_model(full: torch.Tensor, start: torch.Tensor, end: torch.Tensor, block: int) -> torch.Tensor:
-    """What aiter's ``_fp8_mqa_logits_kernel`` writes, from exact logits ``full`` [T, N] (no mask):
-    full tiles from ``start`` up to floor(end/block)*block, then one tail tile whose key and
-    output pointers continue from the last full tile while its mask uses the aligned offsets."""
-    t, n = full.shape
-    out = torch.full_like(full, float("-inf"))
-    for r in range(t):
-        s, e = int(max(start[r], 0)), int(min(end[r], n))
-        unmasked = e // block * block
-        ptr = s
-        for _ in range(s, unmasked, block):
-            for c in range(ptr, ptr + block):
-                if c < n:  # (a key read past N is out of bounds on the GPU)
-                    out[r, c] = full[r, c]
-            ptr += block
-        if unmasked != e:
-            for j in range(block):
-                logical, c = unmasked + j, ptr + j
-                if s <= logical < e and c < n:
-                    out[r, c] = full[r, c] if logical < n else 0.0
-    return out
-
-
 def test_aligned_starts_make_the_aiter_tile_walk_exact():
     q, k, ks_, w, ks, ke = _indexer_inputs(t=6, n=300)
     ks = torch.tensor([0, 10, 130, 5, 250, 299], dtype=I32)
     ke = torch.tensor([300, 140, 140, 5, 300, 300], dtype=I32)
     want = ops.indexer_logits(q, k, ks_, w, ks, ke, provider=REF)
     full = ops.indexer_logits(q, k, ks_, w, torch.zeros_like(ks), torch.full_like(ke, 300), provider=REF)
-    naive = _aiter_ragged_model(full, ks, ke, 128)
+    naive = aiter_ragged_model(full, ks, ke, 128)
     assert not torch.equal(naive, want)  # unaligned starts: wrong columns
     a = va.aligned_starts(ks, 128)
     assert a.tolist() == [0, 0, 128, 0, 128, 256]
-    got = va.mask_columns(_aiter_ragged_model(full, a, ke, 128), ks, ke)
+    got = va.mask_columns(aiter_ragged_model(full, a, ke, 128), ks, ke)
     assert torch.equal(got, want)
 
 

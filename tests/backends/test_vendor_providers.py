@@ -26,6 +26,7 @@ from rocm_dsa.backends import ProviderError, get_provider, make_case
 from rocm_dsa.cache import IndexerKCache, MLAKVCache, indexer_cache_gather, positions_to_slots
 from rocm_dsa.fp8 import cast_to_fp8
 from rocm_dsa.testing import assert_close, assert_topk_equal
+from aiter_model import aiter_ragged_model
 
 REF = "reference"
 SM_SCALE = 0.1352338
@@ -351,24 +352,6 @@ def test_deepgemm_paged_wiring(fake_deep_gemm, next_n):
 
 
 # --- aiter ------------------------------------------------------------------------------------
-def _aiter_ragged_model(full, start, end, block):
-    t, n = full.shape
-    out = torch.full_like(full, float("-inf"))
-    for r in range(t):
-        s, e = int(max(start[r], 0)), int(min(end[r], n))
-        unmasked = e // block * block
-        ptr = s
-        for _ in range(s, unmasked, block):
-            out[r, ptr:min(ptr + block, n)] = full[r, ptr:min(ptr + block, n)]
-            ptr += block
-        if unmasked != e:
-            for j in range(block):
-                logical, c = unmasked + j, ptr + j
-                if s <= logical < e and c < n:
-                    out[r, c] = full[r, c]
-    return out
-
-
 def _fake_aiter(arch_fp8):
     aiter = types.ModuleType("aiter")
     aiter.calls = []
@@ -379,7 +362,7 @@ def _fake_aiter(arch_fp8):
         full = ops.indexer_logits(Q, KV, kv_scales, weights, torch.zeros_like(cu_starts),
                                   torch.full_like(cu_ends, n), provider=REF)
         aiter.calls.append("fp8_mqa_logits")
-        return _aiter_ragged_model(full, cu_starts, cu_ends, 128)
+        return aiter_ragged_model(full, cu_starts, cu_ends, 128)
 
     def deepgemm_fp8_paged_mqa_logits(q, kv_cache, weights, out, context_lens, kv_indices, max_model_len, **kw):
         rows, next_n, h, d = q.shape
