@@ -156,6 +156,10 @@ def bench(
             raise typer.BadParameter(f"expected names from {provider_names()}, got {unknown}", param_hint="--provider")
         prov_list = [None if p == "auto" else p for p in provs] or [None]
         dev = parse_device(device)
+        if ceilings not in ("measured", "datasheet"):
+            raise typer.BadParameter(f"expected measured or datasheet, got {ceilings!r}", param_hint="--ceilings")
+        if budget is not None and not budget > 0:
+            raise typer.BadParameter(f"expected seconds > 0, got {budget}", param_hint="--budget")
         jobs = sum(1 if p.op in B.DENSE_OPS else len(prov_list) for p in points)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

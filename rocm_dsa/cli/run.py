@@ -70,7 +70,7 @@ def _print_report(report, console: Console) -> None:
 
 def _parse_lengths(text: str) -> list[int]:
     try:
-        out = [int(v) for v in text.replace(" ", "").split(",") if v]
+        out = [int(v) for v in text.replace(" ", "").split(",")]  # an empty item is an error
     except ValueError:
         raise typer.BadParameter(f"expected a comma-separated list of integers, got {text!r}") from None
     if not out or min(out) < 1:

@@ -204,3 +204,14 @@ def test_roofline_percentage():
     r = B._roofline(c, ceil, 0.02)  # roof: max(1 ms memory, 10 ms compute) = 10 ms
     assert r["bound"] == "compute" and r["roofline_pct"] == pytest.approx(50.0)
     assert r["gbps"] == pytest.approx(50.0) and r["tflops"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("args", [["--ceilings", "nonsense"], ["--budget", "-1"], ["--device", "nonsense"]])
+def test_bench_rejects_bad_options(args):
+    from typer.testing import CliRunner
+
+    from rocm_dsa.cli import _register, app
+
+    _register()
+    r = CliRunner().invoke(app, ["bench", "--quick", *args])
+    assert r.exit_code == 2, r.output

@@ -133,3 +133,14 @@ def test_bad_options_exit_2(runner, ckpt, args, msg):
     result = runner.invoke(app, ["run", "--checkpoint", str(ckpt), "--lengths", "8", *args])
     assert result.exit_code == 2, result.output
     assert msg in result.output
+
+
+@pytest.mark.parametrize("lengths", ["10,,20", "abc", "0", ""])
+def test_run_rejects_bad_lengths(lengths):
+    from typer.testing import CliRunner
+
+    from rocm_dsa.cli import _register, app
+
+    _register()
+    r = CliRunner().invoke(app, ["run", "--lengths", lengths])
+    assert r.exit_code == 2, r.output
