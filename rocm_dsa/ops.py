@@ -96,6 +96,19 @@ def _check_fp8_operands(q_fp8: torch.Tensor, name: str = "q_fp8") -> torch.dtype
 # ---------------------------------------------------------------------------------------------
 # 1. indexer logits, ragged
 # ---------------------------------------------------------------------------------------------
+def _check_ragged_indexer(q_fp8, k_fp8, k_scale, weights, ks, ke):
+    dims: dict[str, int] = {}
+    fp8 = _check_fp8_operands(q_fp8)
+    dev = q_fp8.device
+    check_tensor("q_fp8", q_fp8, shape=("T", "H", "D"), contiguous=True, dims=dims)
+    check_tensor("k_fp8", k_fp8, dtype=fp8, shape=("N", "D"), device=dev, contiguous=True, dims=dims)
+    check_tensor("k_scale", k_scale, dtype=torch.float32, shape=("N",), device=dev, contiguous=True, dims=dims)
+    check_tensor("weights", weights, dtype=torch.float32, shape=("T", "H"), device=dev, contiguous=True, dims=dims)
+    check_tensor("ks", ks, dtype=_I32, shape=("T",), device=dev, contiguous=True, dims=dims)
+    check_tensor("ke", ke, dtype=_I32, shape=("T",), device=dev, contiguous=True, dims=dims)
+    return fp8, dims
+
+
 def indexer_logits(
     q_fp8: torch.Tensor,
     k_fp8: torch.Tensor,
@@ -124,15 +137,8 @@ def indexer_logits(
     Semantics: DeepSeek-V3.2 ``fp8_index`` (inference/kernel.py) == DeepGEMM ``fp8_mqa_logits``
     with ``clean_logits=True``.
     """
-    dims: dict[str, int] = {}
-    fp8 = _check_fp8_operands(q_fp8)
+    fp8, dims = _check_ragged_indexer(q_fp8, k_fp8, k_scale, weights, ks, ke)
     dev = q_fp8.device
-    check_tensor("q_fp8", q_fp8, shape=("T", "H", "D"), contiguous=True, dims=dims)
-    check_tensor("k_fp8", k_fp8, dtype=fp8, shape=("N", "D"), device=dev, contiguous=True, dims=dims)
-    check_tensor("k_scale", k_scale, dtype=torch.float32, shape=("N",), device=dev, contiguous=True, dims=dims)
-    check_tensor("weights", weights, dtype=torch.float32, shape=("T", "H"), device=dev, contiguous=True, dims=dims)
-    check_tensor("ks", ks, dtype=_I32, shape=("T",), device=dev, contiguous=True, dims=dims)
-    check_tensor("ke", ke, dtype=_I32, shape=("T",), device=dev, contiguous=True, dims=dims)
     case = make_case("indexer_logits", dev, heads=dims["H"], dtypes={"q_fp8": fp8}, head_dim=dims["D"])
     return select(case, provider).indexer_logits(q_fp8, k_fp8, k_scale, weights, ks, ke)
 
@@ -251,15 +257,8 @@ def indexer_topk(
     never materialize the [T, N] logits (extra memory O(T*k)); the reference does, in chunks.
     Raises as :func:`indexer_logits`.
     """
-    dims: dict[str, int] = {}
-    fp8 = _check_fp8_operands(q_fp8)
+    fp8, dims = _check_ragged_indexer(q_fp8, k_fp8, k_scale, weights, ks, ke)
     dev = q_fp8.device
-    check_tensor("q_fp8", q_fp8, shape=("T", "H", "D"), contiguous=True, dims=dims)
-    check_tensor("k_fp8", k_fp8, dtype=fp8, shape=("N", "D"), device=dev, contiguous=True, dims=dims)
-    check_tensor("k_scale", k_scale, dtype=torch.float32, shape=("N",), device=dev, contiguous=True, dims=dims)
-    check_tensor("weights", weights, dtype=torch.float32, shape=("T", "H"), device=dev, contiguous=True, dims=dims)
-    check_tensor("ks", ks, dtype=_I32, shape=("T",), device=dev, contiguous=True, dims=dims)
-    check_tensor("ke", ke, dtype=_I32, shape=("T",), device=dev, contiguous=True, dims=dims)
     _check_k(k)
     case = make_case("indexer_topk", dev, heads=dims["H"], dtypes={"q_fp8": fp8}, k=k, head_dim=dims["D"])
     return select(case, provider).indexer_topk(q_fp8, k_fp8, k_scale, weights, ks, ke, k)

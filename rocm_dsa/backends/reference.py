@@ -68,9 +68,7 @@ def _ragged_topk_or_logits(q_fp8, k_fp8, k_scale, weights, ks, ke, k: int | None
     out = (torch.full((t, n), float("-inf"), dtype=torch.float32, device=dev) if k is None
            else torch.full((t, k), -1, dtype=torch.int32, device=dev))
     kf = k_fp8.float()
-    step_rows = max(1, _BUDGET // max(1, h * max(n, 1)))
-    for r0 in range(0, t, step_rows):
-        r1 = min(t, r0 + step_rows)
+    for r0, r1 in _row_chunks(t, h * max(n, 1)):
         lo, hi = ks_l[r0:r1], ke_l[r0:r1]
         c0, c1 = int(lo.min()), int(hi.max())
         if c1 <= c0:
