@@ -480,6 +480,26 @@ TUNE = {
     ("decode", (128, 128, 32768), "fp8"): [
         {}, {"BLOCK_H": 64, "BLOCK_K": 32, "num_warps": 8}, {"BLOCK_K": 16, "num_warps": 8, "num_stages": 3}],
 }
+# --tune-wide: more tiles for the three Hopper targets (occupancy: smaller BLOCK_K / more stages
+# / more programs per SM; Q_IN_LOOP re-reads the query each key block to free its registers)
+TUNE_WIDE = {
+    ("decode", (128, 16, 32768), "bf16"): [
+        {"programs_per_unit": 3},
+        {"BLOCK_K": 32, "Q_IN_LOOP": 1, "num_stages": 2, "programs_per_unit": 4, "maxnreg": 128},
+        {"BLOCK_K": 32, "Q_IN_LOOP": 1, "num_stages": 3, "programs_per_unit": 4, "maxnreg": 128},
+        {"BLOCK_K": 32, "Q_IN_LOOP": 1, "num_stages": 2, "programs_per_unit": 4},
+        {"BLOCK_K": 64, "Q_IN_LOOP": 1, "programs_per_unit": 3, "maxnreg": 168},
+        {"BLOCK_K": 64, "Q_IN_LOOP": 1, "num_stages": 1, "programs_per_unit": 3, "maxnreg": 128},
+        {"BLOCK_K": 32, "num_stages": 1, "programs_per_unit": 4, "maxnreg": 128}],
+    ("decode", (64, 16, 32768), "bf16"): [
+        {"programs_per_unit": 1},
+        {"BLOCK_K": 32, "Q_IN_LOOP": 1, "num_stages": 2, "programs_per_unit": 4, "maxnreg": 128},
+        {"BLOCK_K": 32, "Q_IN_LOOP": 1, "num_stages": 3, "programs_per_unit": 4, "maxnreg": 128},
+        {"BLOCK_K": 64, "Q_IN_LOOP": 1, "programs_per_unit": 2, "maxnreg": 168}],
+    ("decode", (128, 128, 32768), "bf16"): [
+        {}, {"BLOCK_H": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 3, "Q_IN_LOOP": 1, "programs_per_unit": 1},
+        {"BLOCK_H": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 2, "Q_IN_LOOP": 1, "programs_per_unit": 1}],
+}
 BEST: dict = {}  # (kind, "small"|"large", fmt) -> (us, config)
 
 
@@ -493,7 +513,7 @@ def best_config(kind: str, h: int, fmt: str) -> dict | None:
 
 
 def tune(pool: Pool, arch: str):
-    for (kind, shape, fmt), configs in TUNE.items():
+    for (kind, shape, fmt), configs in (TUNE_WIDE if ARGS.tune_wide else TUNE).items():
         for cfg in configs:
             if left() < 25:
                 return
@@ -587,6 +607,8 @@ def main():
     p.add_argument("--tokens", default="1024,4096,16384")
     p.add_argument("--parts", default="ceilings,numerics,decode,prefill,tune")
     p.add_argument("--tune", action="store_true", help="run the tile tuning sweep (part 'tune')")
+    p.add_argument("--tune-wide", action="store_true", help="with --tune: the wider TUNE_WIDE sweep of the "
+                   "Hopper targets (decode H=16/128 B=128, prefill H=128 T=4096) instead of TUNE")
     p.add_argument("--smoke", action="store_true",
                    help="CPU smoke test of this script: TRITON_INTERPRET=1, tiny shapes, no peers")
     ARGS = p.parse_args()

@@ -106,6 +106,17 @@ def _load_latent(kv_ptr, row, vmask, COL: tl.constexpr, KV_FP8: tl.constexpr, FP
 
 
 @triton.jit
+def _load_q(q_lat, q_rope, qmask):
+    """The head block's query: four [BLOCK_H, 128] latent tiles and the [BLOCK_H, 64] rope."""
+    q0 = tl.load(q_lat, mask=qmask, other=0.0)
+    q1 = tl.load(q_lat + 128, mask=qmask, other=0.0)
+    q2 = tl.load(q_lat + 256, mask=qmask, other=0.0)
+    q3 = tl.load(q_lat + 384, mask=qmask, other=0.0)
+    qr = tl.load(q_rope, mask=qmask, other=0.0)
+    return q0, q1, q2, q3, qr
+
+
+@triton.jit
 def _fwd_sparse_mla_kernel(
     q_ptr,          # bf16 [R, H, 576]
     kv_ptr,         # bf16 [N, 576] rows | uint8 [N, 656] FP8 records
@@ -132,6 +143,8 @@ def _fwd_sparse_mla_kernel(
     UPCAST: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    Q_IN_LOOP: tl.constexpr = False,
+    IDX_AHEAD: tl.constexpr = False,
 ):
     # the head blocks of one query row are adjacent programs: they gather the same KV rows, so
     # all but the first find them in L2 instead of HBM
@@ -149,12 +162,10 @@ def _fwd_sparse_mla_kernel(
     q_lat = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + d[None, :]   # [BLOCK_H, 128] piece 0
     q_rope = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + 512 + dr[None, :]
     qmask = h_ok[:, None]
-    # queries of this head block stay resident (registers / shared memory) for the key loop
-    q0 = tl.load(q_lat, mask=qmask, other=0.0)
-    q1 = tl.load(q_lat + 128, mask=qmask, other=0.0)
-    q2 = tl.load(q_lat + 256, mask=qmask, other=0.0)
-    q3 = tl.load(q_lat + 384, mask=qmask, other=0.0)
-    qr = tl.load(q_rope, mask=qmask, other=0.0)
+    # queries of this head block stay resident (registers / shared memory) for the key loop, or
+    # with Q_IN_LOOP are re-read (from L1/L2) every key block, which frees their registers
+    if not Q_IN_LOOP:
+        q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
@@ -166,12 +177,22 @@ def _fwd_sparse_mla_kernel(
     k_lo = pid_s * keys_per_split
     k_hi = tl.minimum(k_lo + keys_per_split, topk)
     idx_row = idx_ptr + r64 * stride_ir
+    if IDX_AHEAD:  # the next block's indices are loaded one iteration ahead (loop-carried)
+        kk = k_lo + tl.arange(0, BLOCK_K)
+        idx_next = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
     for k0 in range(k_lo, k_hi, BLOCK_K):
-        kk = k0 + tl.arange(0, BLOCK_K)
-        idx = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
+        if IDX_AHEAD:
+            idx = idx_next
+            kk = k0 + BLOCK_K + tl.arange(0, BLOCK_K)
+            idx_next = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
+        else:
+            kk = k0 + tl.arange(0, BLOCK_K)
+            idx = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
         valid = (idx >= 0) & (idx < n_rows)
         row = tl.where(valid, idx, 0).to(tl.int64)
         vmask = valid[:, None]
+        if Q_IN_LOOP:
+            q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
 
         # scores [BLOCK_H, BLOCK_K] = q . k over 4 latent tiles + rope (fp32 accumulation)
         if KV_FP8:
@@ -261,46 +282,45 @@ def _merge_sparse_mla_kernel(
     plse_ptr,       # fp32 [R, splits, H] log2 LSE of each split (-inf = empty split)
     out_ptr,        # bf16 [R, H, 512]
     lse_ptr,        # fp32 final lse (natural log) at (r // s_q, h, r % s_q) strides
+    num_heads,
     num_splits,
     stride_pr, stride_ps, stride_ph,
     stride_qr, stride_qs,
     stride_or, stride_oh,
     stride_lb, stride_lj, stride_lh,
     s_q,
-    SPLIT_BLOCK: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    BLOCK_HM: tl.constexpr,
 ):
-    """One (row, head, BLOCK_D dims) per program; SPLIT_BLOCK splits are loaded at once (one
-    block covers every split of a 2048-wide top-k), merged with a running max across blocks."""
+    """One (row, BLOCK_HM heads) per program: walks the splits with a running max, each step one
+    contiguous [BLOCK_HM, 512] fp32 slab of partial outputs (coalesced, independent of the
+    previous step so the loads overlap)."""
     pid_r = tl.program_id(0)
-    h = tl.program_id(1)
-    pid_d = tl.program_id(2)
     r64 = pid_r.to(tl.int64)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    sp = tl.arange(0, SPLIT_BLOCK)
+    h = tl.program_id(1) * BLOCK_HM + tl.arange(0, BLOCK_HM)
+    h_ok = h < num_heads
+    d = tl.arange(0, 512)
     plse_row = plse_ptr + r64 * stride_qr + h
-    part_row = part_ptr + r64 * stride_pr + h * stride_ph + d[None, :]
-    m = tl.full([BLOCK_D], float("-inf"), tl.float32)   # all lanes equal: the running max
-    w_sum = tl.zeros([BLOCK_D], tl.float32)
-    acc = tl.zeros([BLOCK_D], tl.float32)
-    for s0 in range(0, num_splits, SPLIT_BLOCK):
-        s = s0 + sp
-        ok = s < num_splits
-        lse_s = tl.load(plse_row + s * stride_qs, mask=ok, other=float("-inf"))
-        o = tl.load(part_row + s[:, None] * stride_ps, mask=ok[:, None], other=0.0)
-        m_new = tl.maximum(m, tl.max(lse_s, axis=0))
+    part_row = part_ptr + r64 * stride_pr + h[:, None] * stride_ph + d[None, :]
+    m = tl.full([BLOCK_HM], float("-inf"), tl.float32)
+    w_sum = tl.zeros([BLOCK_HM], tl.float32)
+    acc = tl.zeros([BLOCK_HM, 512], tl.float32)
+    for s in range(0, num_splits):
+        lse_s = tl.load(plse_row + s * stride_qs, mask=h_ok, other=float("-inf"))
+        o = tl.load(part_row + s * stride_ps, mask=h_ok[:, None], other=0.0)
+        m_new = tl.maximum(m, lse_s)
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp2(m - m_use)
-        w = tl.exp2(lse_s[:, None] - m_use[None, :])       # [SPLIT_BLOCK, BLOCK_D]
-        acc = acc * alpha + tl.sum(w * o, axis=0)
-        w_sum = w_sum * alpha + tl.sum(w, axis=0)
+        w = tl.exp2(lse_s - m_use)
+        acc = acc * alpha[:, None] + w[:, None] * o
+        w_sum = w_sum * alpha + w
         m = m_new
     has = w_sum > 0.0
-    out = acc / tl.where(has, w_sum, 1.0)
-    tl.store(out_ptr + r64 * stride_or + h * stride_oh + d, out.to(tl.bfloat16))
+    out = acc / tl.where(has, w_sum, 1.0)[:, None]
+    tl.store(out_ptr + r64 * stride_or + h[:, None] * stride_oh + d[None, :], out.to(tl.bfloat16),
+             mask=h_ok[:, None])
     lse = tl.where(has, (m + tl.log2(tl.where(has, w_sum, 1.0))) * _LN2, float("inf"))
     l_off = (pid_r // s_q).to(tl.int64) * stride_lb + (pid_r % s_q) * stride_lj + h * stride_lh
-    tl.store(lse_ptr + l_off + d * 0, lse, mask=d == 0)
+    tl.store(lse_ptr + l_off, lse, mask=h_ok)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +427,8 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
     kv, kv_word, kv_half = _kv_views(rows, kv_fp8)
     common = dict(KV_FP8=kv_fp8, FP8_DECODE=_fp8_decode_mode(kv_fp8, fp8_dtype, arch),
                   SPLIT_K=splits > 1, UPCAST=interpreting(),
-                  BLOCK_H=block_h, BLOCK_K=block_k, **cfg.options)
+                  BLOCK_H=block_h, BLOCK_K=block_k, Q_IN_LOOP=bool(cfg.meta.get("Q_IN_LOOP", 0)),
+                  IDX_AHEAD=bool(cfg.meta.get("IDX_AHEAD", 0)), **cfg.options)
     grid = (r * triton.cdiv(h, block_h), splits)
     scale2 = float(sm_scale) * _LOG2E
     if splits == 1:
@@ -430,14 +451,14 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
         plse.stride(0), 0, plse.stride(2), plse.stride(1),
         0, s_q, **common)
     mcfg = get_config("sparse_mla_merge", arch, heads=h, rows=r)
-    mbs, mbd = mcfg.meta["SPLIT_BLOCK"], mcfg.meta["BLOCK_D"]
-    _merge_sparse_mla_kernel[(r, h, triton.cdiv(KV_LORA_RANK, mbd))](
-        part, plse, out, lse, splits,
+    bhm = mcfg.meta["BLOCK_HM"]
+    _merge_sparse_mla_kernel[(r, triton.cdiv(h, bhm))](
+        part, plse, out, lse, h, splits,
         part.stride(0), part.stride(1), part.stride(2),
         plse.stride(0), plse.stride(1),
         out.stride(0), out.stride(1),
         *lse_strides, s_q,
-        SPLIT_BLOCK=mbs, BLOCK_D=mbd, **mcfg.options)
+        BLOCK_HM=bhm, **mcfg.options)
 
 
 def sparse_mla_prefill(q: torch.Tensor, buf: torch.Tensor, indices: torch.Tensor, sm_scale: float, d_v: int,
@@ -556,7 +577,9 @@ def compile_specs(arch: str) -> list:
                     signature=sig,
                     constexprs={"KV_FP8": kv_fp8, "FP8_DECODE": fp8_mode if kv_fp8 else 1,
                                 "SPLIT_K": splits > 1, "UPCAST": False,
-                                "BLOCK_H": cfg.meta["BLOCK_H"], "BLOCK_K": cfg.meta["BLOCK_K"]},
+                                "BLOCK_H": cfg.meta["BLOCK_H"], "BLOCK_K": cfg.meta["BLOCK_K"],
+                                "Q_IN_LOOP": bool(cfg.meta.get("Q_IN_LOOP", 0)),
+                                "IDX_AHEAD": bool(cfg.meta.get("IDX_AHEAD", 0))},
                     num_warps=cfg.options.get("num_warps", 4), num_stages=cfg.options.get("num_stages", 1),
                     waves_per_eu=cfg.options.get("waves_per_eu", 0),
                     matrix_instr_nonkdim=cfg.options.get("matrix_instr_nonkdim", 0),
@@ -567,13 +590,13 @@ def compile_specs(arch: str) -> list:
                     note=cfg.source))
     mcfg = get_config("sparse_mla_merge", arch, heads=128, rows=64)
     specs.append(CompileSpec(
-        name=f"sparse_mla_merge SPLIT_BLOCK={mcfg.meta['SPLIT_BLOCK']} BLOCK_D={mcfg.meta['BLOCK_D']}",
+        name=f"sparse_mla_merge BLOCK_HM={mcfg.meta['BLOCK_HM']}",
         fn=_merge_sparse_mla_kernel,
         signature={"part_ptr": "*fp32", "plse_ptr": "*fp32", "out_ptr": "*bf16", "lse_ptr": "*fp32",
-                   "num_splits": "i32",
+                   "num_heads": "i32", "num_splits": "i32",
                    **{s: "i32" for s in ("stride_pr", "stride_ps", "stride_ph", "stride_qr", "stride_qs",
                                          "stride_or", "stride_oh", "stride_lb", "stride_lj", "stride_lh", "s_q")}},
-        constexprs={"SPLIT_BLOCK": mcfg.meta["SPLIT_BLOCK"], "BLOCK_D": mcfg.meta["BLOCK_D"]},
+        constexprs={"BLOCK_HM": mcfg.meta["BLOCK_HM"]},
         num_warps=mcfg.options.get("num_warps", 4), num_stages=mcfg.options.get("num_stages", 1),
         waves_per_eu=mcfg.options.get("waves_per_eu", 0),
         aligned=("stride_pr", "stride_ps", "stride_ph", "stride_or", "stride_oh"),

@@ -200,8 +200,8 @@ def test_decode_split_writes_every_output(device):
 
 
 def test_decode_merge_over_several_split_blocks(monkeypatch, device):
-    """The merge combines splits SPLIT_BLOCK at a time with a running max: force 2-wide blocks
-    over 5 splits (one of them empty) and compare with the reference."""
+    """The merge walks the splits with a running max over blocks of BLOCK_HM heads: force 2-head
+    blocks over 5 splits (one of them empty) and compare with the reference."""
     from rocm_dsa.triton_kernels import sparse_mla
     from rocm_dsa.triton_kernels._common import KernelConfig
 
@@ -210,7 +210,7 @@ def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     def small_blocks(op, arch, **facts):
         cfg = real(op, arch, **facts)
         if op == "sparse_mla_merge":
-            return KernelConfig({**cfg.meta, "SPLIT_BLOCK": 2}, cfg.options, cfg.source)
+            return KernelConfig({**cfg.meta, "BLOCK_HM": 2}, cfg.options, cfg.source)
         return cfg
 
     monkeypatch.setattr(sparse_mla, "get_config", small_blocks)
