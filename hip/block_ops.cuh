@@ -48,4 +48,42 @@ DSA_DEVICE uint32_t block_exclusive_sum(uint32_t v, uint32_t* total, BlockScanSc
   return s.wave_sum[wave] + inc - v;
 }
 
+// Scratch of the block min / max: one word per wave each.
+template <int BLOCK>
+struct BlockReduceScratch {
+  static constexpr int WAVES = BLOCK / DSA_WAVE_SIZE;
+  static_assert(BLOCK % DSA_WAVE_SIZE == 0, "block must be a whole number of waves");
+  static_assert(WAVES <= DSA_WAVE_SIZE, "the wave results are reduced by one wave");
+  uint32_t lo[WAVES > 0 ? WAVES : 1];
+  uint32_t hi[WAVES > 0 ? WAVES : 1];
+};
+
+// Minimum of lo and maximum of hi over the wave (xor butterfly: every lane gets both).
+DSA_DEVICE void wave_min_max(uint32_t& lo, uint32_t& hi) {
+#pragma unroll
+  for (int o = DSA_WAVE_SIZE / 2; o > 0; o >>= 1) {
+    const uint32_t a = dsa_shfl_xor(lo, o);
+    const uint32_t b = dsa_shfl_xor(hi, o);
+    lo = a < lo ? a : lo;
+    hi = b > hi ? b : hi;
+  }
+}
+
+// Minimum of lo and maximum of hi over the block; every thread gets both. Every thread must
+// call it. Contains one barrier; the scratch may be reused after the next barrier.
+template <int BLOCK>
+DSA_DEVICE void block_min_max(uint32_t& lo, uint32_t& hi, BlockReduceScratch<BLOCK>& s) {
+  constexpr int WAVES = BlockReduceScratch<BLOCK>::WAVES;
+  wave_min_max(lo, hi);
+  const int lane = dsa_lane_id();
+  if (lane == 0) {
+    s.lo[dsa_thread_id() / DSA_WAVE_SIZE] = lo;
+    s.hi[dsa_thread_id() / DSA_WAVE_SIZE] = hi;
+  }
+  dsa_sync();
+  lo = lane < WAVES ? s.lo[lane] : 0xffffffffu;  // every wave reduces the wave results itself
+  hi = lane < WAVES ? s.hi[lane] : 0u;
+  wave_min_max(lo, hi);
+}
+
 }  // namespace dsa

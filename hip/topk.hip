@@ -1,9 +1,10 @@
 // Exact per-row top-k (k <= 2048) by radix selection on order-preserving 32-bit float keys.
 //
 // Contract (rocm_dsa.ops.topk_indices, DESIGN.md §2.3): the exact set of the k largest
-// candidates of the row window, ties toward the lower column, ordered by value descending then
-// column ascending, -1 only after the valid prefix. Candidates: columns whose logit is neither
-// NaN nor -inf; +inf ranks above every finite value; -0.0 ranks equal to +0.0.
+// candidates of the row window, ties toward the lower column, -1 only after the valid prefix.
+// Order inside the valid prefix (provider-defined, deterministic): column ascending. Candidates:
+// columns whose logit is neither NaN nor -inf; +inf ranks above every finite value; -0.0 ranks
+// equal to +0.0.
 //
 // One workgroup per row. Keys: f32 bits mapped so that unsigned order = float order; key 0 is
 // reserved for "not a candidate" (NaN, -inf). Candidates are handled as 64-bit composites
@@ -14,8 +15,9 @@
 //   2. n <= cap: gather every candidate to LDS in one pass, radix-select the k largest there.
 //   3. otherwise, sampled threshold: T = the m-th largest key of S strided samples (radix
 //      selected in LDS); one pass gathers keys >= T to LDS. When k <= count <= cap the k largest
-//      are all among them (exact), selected in LDS. m is chosen so that the expected count is
-//      (k + cap) / 2; a count outside [k, cap] is detected and falls back to:
+//      are all among them (exact), selected in LDS (radix digits taken relative to the smallest
+//      gathered key). m is chosen so that the expected count is (k + cap) / 2; a count outside
+//      [k, cap] is detected and falls back to:
 //   4. exact path: radix-select an 11-bit digit at a time over the row in global memory
 //      (histogram in LDS) until the bin holding the k-th largest key either
 //        a. holds exactly the remaining count      -> take keys >= that prefix (no ties left),
@@ -24,8 +26,10 @@
 //                                                     ties by an ordered block scan.
 //      Bin counts are exact before any gather, so the bounded LDS buffer never overflows
 //      silently: a bin larger than cap takes path (c), never a truncated buffer.
-//   5. bitonic sort of the <= k selected composites (descending), write positions (+ optional
-//      page-table mapping to KV slots), pad with -1.
+//   5. write the <= k selected positions in column-ascending order (bucket ranks, no sort; see
+//      write_by_column) with the optional page-table mapping to KV slots, pad with -1.
+// Rows with windows longer than cap may first run the split threshold pass (several workgroups
+// per row gather path 3's candidates of one chunk each; see _split_threshold_topk_kernel).
 // Wave-level code uses dsa_port.h primitives only, so it is correct for wave64 and wave32.
 #include "block_ops.cuh"
 #include "dsa_kernels.h"
@@ -56,6 +60,14 @@ DSA_DEVICE uint64_t composite(uint32_t key, int col) {
 template <int BLOCK>
 struct TopkShared {
   BlockScanScratch<BLOCK> scan;
+  BlockReduceScratch<BLOCK> red;
+  uint32_t split_off[TOPK_MAX_SPLITS + 1];  // slice counts of the split pass
+  // output row, page-table row, position offset: parked here during the selection (kept out of
+  // registers: the selection paths need them all on AMD)
+  int32_t* out;
+  const int32_t* bt;
+  int64_t pos_offset;
+  int32_t page_size;
   uint32_t bin;        // bin holding the k_rem-th largest
   uint32_t above;      // count in the bins above it
   uint32_t bin_count;  // count in that bin
@@ -251,33 +263,60 @@ DSA_DEVICE float key_to_float(uint32_t key) {
 // Gather every column whose key is >= T (T > 0, so never NaN / -inf) into cand[] (the count may
 // exceed cap: entries past cap are dropped and the caller falls back). For non-NaN floats
 // v >= float(T) is exactly key(v) >= T (-0.0 == +0.0 on both sides), so the hot loop compares
-// floats and computes keys only for the few kept values.
-template <int BLOCK>
+// floats and computes keys only for the few kept values. One append per wave and tile of
+// UNROLL vectors per thread: a wave prefix sum of the per-lane counts and one LDS atomic,
+// instead of a ballot and an atomic per value slot.
+template <int BLOCK, int UNROLL = 4>
 DSA_DEVICE void filter_pass(const float* __restrict__ x, int n, uint32_t T, uint64_t* cand, uint32_t cap,
                             TopkShared<BLOCK>& sh, int col0 = 0) {
   const float tf = key_to_float(T);
+  const int tid = dsa_thread_id();
   auto edge = [&](float v, int i) {
     if (v >= tf) {
       const uint32_t pos = dsa_atomic_add_shared(&sh.cand_count, 1u);
       if (pos < cap) cand[pos] = composite(topk_key(v), col0 + i);
     }
   };
-  auto body = [&](const F32x4& v, int i0, bool valid) {
-    bool keep[4];
-    bool any = false;
+  int head = (int)(((16u - ((uint32_t)(uintptr_t)x & 15u)) & 15u) >> 2);
+  if (head > n) head = n;
+  if (tid < head) edge(x[tid], tid);
+  const int nvec = (n - head) >> 2;
+  const F32x4* __restrict__ xv = reinterpret_cast<const F32x4*>(x + head);
+  for (int base = 0; base < nvec; base += BLOCK * UNROLL) {
+    F32x4 v[UNROLL];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      keep[j] = valid && v.v[j] >= tf;
-      any |= keep[j];
+    for (int u = 0; u < UNROLL; ++u) {
+      const int j = base + u * BLOCK + tid;
+      if (j < nvec) v[u] = xv[j];
     }
-    if (dsa_ballot(any) == 0) return;  // wave-uniform
+    uint32_t cnt = 0;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t pos = dsa_wave_append(&sh.cand_count, keep[j]);
-      if (keep[j] && pos < cap) cand[pos] = composite(topk_key(v.v[j]), col0 + i0 + j);
+    for (int u = 0; u < UNROLL; ++u) {
+      const bool valid = base + u * BLOCK + tid < nvec;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) cnt += (valid && v[u].v[q] >= tf) ? 1u : 0u;
     }
-  };
-  scan_row<BLOCK, 4>(x, n, body, edge);
+    if (dsa_ballot(cnt != 0u) == 0) continue;  // wave-uniform
+    const uint32_t incl = wave_inclusive_sum(cnt);
+    const uint32_t wtot = dsa_shfl_idx(incl, DSA_WAVE_SIZE - 1);
+    uint32_t wbase = 0;
+    if (dsa_lane_id() == DSA_WAVE_SIZE - 1) wbase = dsa_atomic_add_shared(&sh.cand_count, wtot);
+    uint32_t pos = dsa_shfl_idx(wbase, DSA_WAVE_SIZE - 1) + incl - cnt;
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int j = base + u * BLOCK + tid;
+      const bool valid = j < nvec;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        if (valid && v[u].v[q] >= tf) {
+          if (pos < cap) cand[pos] = composite(topk_key(v[u].v[q]), col0 + head + 4 * j + q);
+          ++pos;
+        }
+      }
+    }
+  }
+  const int t0 = head + 4 * nvec;
+  if (t0 + tid < n) edge(x[t0 + tid], t0 + tid);
 }
 
 DSA_DEVICE bool has_prefix(uint64_t c, uint64_t cpre, int cbits) {
@@ -287,12 +326,14 @@ DSA_DEVICE bool at_or_above(uint64_t c, uint64_t cpre, int cbits) {
   return cbits == 0 || (c >> (64 - cbits)) >= cpre;
 }
 
-// Radix selection in LDS over the cn distinct composites cand[0, cn): extends (cpre, cbits)
-// digit by digit until exactly k_rem of the composites carrying the prefix are at or above it.
-// Needs 1 <= k_rem <= (composites carrying the prefix); always terminates because composites
-// are distinct. Every thread gets the same (cpre, cbits, k_rem); ends with a barrier.
+// Radix selection in LDS over the cn distinct composites cand[0, cn), taken relative to base
+// (c - base; every c >= base, see candidate_range; base = 0: the composites themselves):
+// extends (cpre, cbits) digit by digit until exactly k_rem of the composites carrying the prefix
+// are at or above it. Needs 1 <= k_rem <= (composites carrying the prefix); always terminates
+// because composites are distinct. Every thread gets the same (cpre, cbits, k_rem); ends with a
+// barrier.
 template <int BLOCK>
-DSA_DEVICE void lds_threshold(const uint64_t* cand, int cn, uint32_t& k_rem, uint64_t& cpre, int& cbits,
+DSA_DEVICE void lds_threshold(const uint64_t* cand, int cn, uint64_t base, uint32_t& k_rem, uint64_t& cpre, int& cbits,
                               uint32_t* hist, TopkShared<BLOCK>& sh) {
   const int tid = dsa_thread_id();
   for (;;) {
@@ -301,7 +342,7 @@ DSA_DEVICE void lds_threshold(const uint64_t* cand, int cn, uint32_t& k_rem, uin
     for (int i = tid; i < (1 << digit); i += BLOCK) hist[i] = 0u;
     dsa_sync();
     for (int i = tid; i < cn; i += BLOCK) {
-      const uint64_t c = cand[i];
+      const uint64_t c = cand[i] - base;
       if (has_prefix(c, cpre, cbits))
         dsa_atomic_add_shared(&hist[(uint32_t)((c >> (64 - cbits - digit)) & mask)], 1u);
     }
@@ -316,17 +357,102 @@ DSA_DEVICE void lds_threshold(const uint64_t* cand, int cn, uint32_t& k_rem, uin
   }
 }
 
-// Append the composites of cand[0, cn) at or above the prefix to sel[].
+// Append the composites of cand[0, cn) at or above the prefix (relative to base) to sel[].
 template <int BLOCK>
-DSA_DEVICE void lds_take(const uint64_t* cand, int cn, uint64_t cpre, int cbits, uint64_t* sel, TopkShared<BLOCK>& sh) {
+DSA_DEVICE void lds_take(const uint64_t* cand, int cn, uint64_t base, uint64_t cpre, int cbits, uint64_t* sel,
+                         TopkShared<BLOCK>& sh) {
   const int tid = dsa_thread_id();
-  for (int base = 0; base < cn; base += BLOCK) {
-    const int i = base + tid;
+  for (int i0 = 0; i0 < cn; i0 += BLOCK) {
+    const int i = i0 + tid;
     const uint64_t c = i < cn ? cand[i] : 0ull;
-    const bool take = i < cn && at_or_above(c, cpre, cbits);
+    const bool take = i < cn && at_or_above(c - base, cpre, cbits);
     const uint32_t pos = dsa_wave_append(&sh.sel_count, take);
     if (take && pos < (uint32_t)TOPK_MAX_K) sel[pos] = c;
   }
+}
+
+// Radix start for candidates whose keys span [lo, hi] over the block (the arguments: this
+// thread's share; lo = ~0u, hi = 0 for none): base = min key << 32 and cbits = 64 - (bits of
+// max composite - base). lds_threshold / lds_take with (base, cpre = 0, cbits) then skip the
+// leading bits all candidates share, so the first digit spreads them over many bins (few LDS
+// atomics on one address; the keys above a threshold cluster in a handful of top-11-bit bins).
+// Contains one barrier.
+template <int BLOCK>
+DSA_DEVICE void candidate_range(uint32_t lo, uint32_t hi, uint64_t& base, int& cbits, TopkShared<BLOCK>& sh) {
+  block_min_max<BLOCK>(lo, hi, sh.red);
+  const uint32_t range = hi - lo;
+  int bits = 0;
+  while (bits < 32 && (range >> bits) != 0u) ++bits;
+  base = (uint64_t)lo << 32;
+  cbits = 32 - bits;
+}
+
+// Write the m selected composites sel[0, m) (any order; distinct columns) to out[0, k) in
+// column-ascending order, out[j] = pos_of(column), and -1 from m on. The result depends only on
+// the set, so it is deterministic. Bucket ranks instead of a sort: bucket b = (column - min) >> s
+// with s the smallest shift giving < TOPK_RADIX_BINS buckets; a histogram, its exclusive scan
+// (bucket starts), a scatter of the columns into their buckets (any order inside one), then each
+// column's rank = its bucket start + the number of columns of its bucket that are smaller. A
+// bucket holds at most 2^s columns (64 for windows of 131072 columns). Overwrites sel[] and hist.
+template <int BLOCK, typename PosOf>
+DSA_DEVICE void write_by_column(uint64_t* sel, int m, int k, uint32_t* hist, TopkShared<BLOCK>& sh, int32_t* out,
+                                PosOf&& pos_of) {
+  constexpr int NB = TOPK_RADIX_BINS;
+  constexpr int E = TOPK_MAX_K / BLOCK;
+  constexpr int PER = NB / BLOCK;
+  static_assert(E * BLOCK == TOPK_MAX_K && PER * BLOCK == NB, "block must divide 2048");
+  constexpr uint32_t NONE = 0xffffffffu;  // columns are < 2^31
+  const int tid = dsa_thread_id();
+  if (m > 0) {  // block-uniform
+    uint32_t lo = 0xffffffffu, hi = 0u;
+    for (int i = tid; i < m; i += BLOCK) {
+      const uint32_t c = ~(uint32_t)sel[i];
+      lo = c < lo ? c : lo;
+      hi = c > hi ? c : hi;
+    }
+    for (int b = tid; b < NB; b += BLOCK) hist[b] = 0u;
+    block_min_max<BLOCK>(lo, hi, sh.red);  // barrier: hist[] cleared
+    const uint32_t span = hi - lo;
+    int shift = 0;
+    while ((span >> shift) >= (uint32_t)NB) ++shift;
+    for (int i = tid; i < m; i += BLOCK) dsa_atomic_add_shared(&hist[(~(uint32_t)sel[i] - lo) >> shift], 1u);
+    dsa_sync();
+    uint32_t cnt[PER];
+    uint32_t sum = 0;
+#pragma unroll
+    for (int q = 0; q < PER; ++q) {
+      cnt[q] = hist[tid * PER + q];
+      sum += cnt[q];
+    }
+    uint32_t total;
+    uint32_t start = block_exclusive_sum<BLOCK>(sum, &total, sh.scan);
+#pragma unroll
+    for (int q = 0; q < PER; ++q) {
+      hist[tid * PER + q] = start;  // bucket start
+      start += cnt[q];
+    }
+    // the columns go to tmp[], which overlays sel[]: read them all before the barrier
+    uint32_t col[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) col[e] = tid + e * BLOCK < m ? ~(uint32_t)sel[tid + e * BLOCK] : NONE;
+    dsa_sync();
+    uint32_t* tmp = reinterpret_cast<uint32_t*>(sel);
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      if (col[e] != NONE) tmp[dsa_atomic_add_shared(&hist[(col[e] - lo) >> shift], 1u)] = col[e];
+    }
+    dsa_sync();
+    // hist[b] is now the end of bucket b (= the start of bucket b + 1)
+    for (int j = tid; j < m; j += BLOCK) {
+      const uint32_t c = tmp[j];
+      const uint32_t b = (c - lo) >> shift;
+      const uint32_t b0 = b > 0u ? hist[b - 1] : 0u, b1 = hist[b];
+      uint32_t rank = b0;
+      for (uint32_t q = b0; q < b1; ++q) rank += tmp[q] < c ? 1u : 0u;
+      out[rank] = pos_of(c);
+    }
+  }
+  for (int j = m + tid; j < k; j += BLOCK) out[j] = -1;
 }
 
 // Window [lo, hi) of row r; b = request (decode) or r; output position = column - lo + pos_offset.
@@ -353,14 +479,17 @@ DSA_DEVICE RowWindow row_window(const TopkParams& p, int r) {
 
 // Sampled threshold of a row window of n > cap keys: T = the m-th largest of S strided samples,
 // with m chosen so that count(key >= T) lands between k and cap with high probability (expected
-// (k + cap) / 2). Uses samples[0, S) (S = min(TOPK_SAMPLES, cap)) and hist. Returns 0 when the
-// samples reach NaN / -inf (no usable threshold). Block-uniform; ends with a barrier.
+// (k + cap) / 2; relative spread about 1 / sqrt(m) for distinct values). Uses samples[0, S)
+// (S = min(TOPK_SAMPLES, cap)) and hist. Returns 0 when the samples reach NaN / -inf (no usable
+// threshold). Block-uniform; ends with a barrier. (2048 samples were 0.3 us faster on the H200
+// at 64 x 131072 but put T on a plateau of equal values, e.g. rows of 90 % zeros, in about 1 % of
+// the rows: exact-path fallbacks.)
 template <int BLOCK>
 DSA_DEVICE uint32_t sample_threshold(const float* __restrict__ x, int n, int k, uint32_t cap, uint64_t* samples,
                                      uint32_t* hist, TopkShared<BLOCK>& sh) {
   const int tid = dsa_thread_id();
   const int S = TOPK_SAMPLES < (int)cap ? TOPK_SAMPLES : (int)cap;
-  int64_t mm = ((int64_t)S * (k + (int64_t)cap) + 2 * (int64_t)n - 1) / (2 * (int64_t)n);
+  const int64_t mm = ((int64_t)S * (k + (int64_t)cap) + 2 * (int64_t)n - 1) / (2 * (int64_t)n);
   uint32_t m = (uint32_t)(mm < 1 ? 1 : (mm > S ? S : mm));
   for (int j = tid; j < S; j += BLOCK) {
     const int i = (int)(((int64_t)j * n) / S);
@@ -369,7 +498,7 @@ DSA_DEVICE uint32_t sample_threshold(const float* __restrict__ x, int n, int k, 
   dsa_sync();
   uint64_t cpre = 0;
   int cbits = 0;
-  lds_threshold<BLOCK>(samples, S, m, cpre, cbits, hist, sh);
+  lds_threshold<BLOCK>(samples, S, 0ull, m, cpre, cbits, hist, sh);
   return (uint32_t)((cpre << (64 - cbits)) >> 32);  // lowest key of the prefix
 }
 
@@ -423,8 +552,7 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
 
   // ---- row window
   const RowWindow w = row_window(p, r);
-  const int b = w.b, lo = w.lo;
-  const int64_t pos_offset = w.pos_offset;  // output position = column - lo + pos_offset
+  const int lo = w.lo;
   const int n = w.hi - lo;
   const float* __restrict__ x = p.logits + (int64_t)r * p.stride_row + lo;
 
@@ -432,6 +560,10 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
     sh.sel_count = 0;
     sh.cand_count = 0;
     sh.taken = 0;
+    sh.out = p.out + (int64_t)r * p.stride_out;
+    sh.bt = p.block_table != nullptr ? p.block_table + (int64_t)w.b * p.stride_bt : nullptr;
+    sh.pos_offset = w.pos_offset;  // output position = column - lo + pos_offset
+    sh.page_size = p.page_size;
   }
   dsa_sync();
 
@@ -448,30 +580,49 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
     uint64_t cpre = 0;
     int cbits = 0;
     uint32_t k_rem = (uint32_t)k;
-    if (cn > k) lds_threshold<BLOCK>(cand, cn, k_rem, cpre, cbits, hist, sh);
-    lds_take<BLOCK>(cand, cn, cpre, cbits, sel, sh);
+    if (cn > k) lds_threshold<BLOCK>(cand, cn, 0ull, k_rem, cpre, cbits, hist, sh);
+    lds_take<BLOCK>(cand, cn, 0ull, cpre, cbits, sel, sh);
     done = true;
   } else if (p.splits > 1 && p.split_cand != nullptr) {
     // the split pass gathered every key >= the sampled threshold T into bounded slices; exact
     // whenever k <= total <= cap (the k largest are all >= T), else (a slice overflowed, T was
     // unusable, or fewer than k keys >= T): exact path
     const uint32_t* cnt = p.split_count + (int64_t)r * p.splits;
+    if (tid < p.splits) sh.split_off[tid] = cnt[tid];  // each <= cap + 1
+    dsa_sync();
     uint32_t total = 0;
-    for (int c = 0; c < p.splits; ++c) total += cnt[c];  // each <= cap + 1: no wrap
+    for (int c = 0; c < p.splits; ++c) total += sh.split_off[c];  // no wrap
     if (total >= (uint32_t)k && total <= cap) {
-      uint32_t off = 0;
-      for (int c = 0; c < p.splits; ++c) {
-        const uint64_t* src = p.split_cand + ((int64_t)r * p.splits + c) * cap;
-        const uint32_t nc = cnt[c];
-        for (uint32_t i = (uint32_t)tid; i < nc; i += BLOCK) cand[off + i] = src[i];
-        off += nc;
+      // copy the slices to LDS in slice order, 8 loads in flight per thread; key range on the way
+      int c = 0;
+      uint32_t acc = 0, klo = 0xffffffffu, khi = 0u;
+      for (uint32_t g0 = 0; g0 < total; g0 += 8u * BLOCK) {
+        uint64_t v[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+          const uint32_t g = g0 + (uint32_t)(u * BLOCK + tid);
+          if (g < total) {
+            while (g >= acc + sh.split_off[c]) acc += sh.split_off[c++];
+            v[u] = p.split_cand[((int64_t)r * p.splits + c) * cap + (g - acc)];
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+          const uint32_t g = g0 + (uint32_t)(u * BLOCK + tid);
+          if (g < total) {
+            cand[g] = v[u];
+            const uint32_t key = (uint32_t)(v[u] >> 32);
+            klo = key < klo ? key : klo;
+            khi = key > khi ? key : khi;
+          }
+        }
       }
-      dsa_sync();
       uint32_t k_rem = (uint32_t)k;
-      uint64_t cpre = 0;
+      uint64_t base = 0, cpre = 0;
       int cbits = 0;
-      lds_threshold<BLOCK>(cand, (int)total, k_rem, cpre, cbits, hist, sh);
-      lds_take<BLOCK>(cand, (int)total, cpre, cbits, sel, sh);
+      candidate_range<BLOCK>(klo, khi, base, cbits, sh);  // its barrier also publishes cand[]
+      lds_threshold<BLOCK>(cand, (int)total, base, k_rem, cpre, cbits, hist, sh);
+      lds_take<BLOCK>(cand, (int)total, base, cpre, cbits, sel, sh);
       done = true;
     }
   } else {
@@ -486,10 +637,17 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
       const uint32_t total = sh.cand_count;
       if (total >= (uint32_t)k && total <= cap) {
         uint32_t k_rem = (uint32_t)k;
+        uint64_t base = 0;
+        uint32_t klo = 0xffffffffu, khi = 0u;
+        for (int i = tid; i < (int)total; i += BLOCK) {
+          const uint32_t key = (uint32_t)(cand[i] >> 32);
+          klo = key < klo ? key : klo;
+          khi = key > khi ? key : khi;
+        }
         cpre = 0;
-        cbits = 0;
-        lds_threshold<BLOCK>(cand, (int)total, k_rem, cpre, cbits, hist, sh);
-        lds_take<BLOCK>(cand, (int)total, cpre, cbits, sel, sh);
+        candidate_range<BLOCK>(klo, khi, base, cbits, sh);
+        lds_threshold<BLOCK>(cand, (int)total, base, k_rem, cpre, cbits, hist, sh);
+        lds_take<BLOCK>(cand, (int)total, base, cpre, cbits, sel, sh);
         done = true;
       }
     }
@@ -544,62 +702,23 @@ DSA_GLOBAL void __launch_bounds__(BLOCK) _select_topk_kernel(const TopkParams p)
       const int cn = (int)(sh.cand_count < cap ? sh.cand_count : cap);
       uint64_t cpre = prefix;
       int cbits = pbits;
-      lds_threshold<BLOCK>(cand, cn, k_rem, cpre, cbits, hist, sh);
-      lds_take<BLOCK>(cand, cn, cpre, cbits, sel, sh);
+      lds_threshold<BLOCK>(cand, cn, 0ull, k_rem, cpre, cbits, hist, sh);
+      lds_take<BLOCK>(cand, cn, 0ull, cpre, cbits, sel, sh);
     }
   }
   dsa_sync();
 
-  // ---- order: value descending, column ascending = composite descending (bitonic sort)
-  // A stage of stride s has thread t compare-swap elements i = 2t - (t mod s) and i + s. For
-  // s <= DSA_WAVE_SIZE, the pairs of the DSA_WAVE_SIZE consecutive t of one wave stay inside one
-  // aligned 2 * DSA_WAVE_SIZE-element chunk, the same chunk for every such stride: consecutive
-  // stages with strides <= DSA_WAVE_SIZE only exchange data inside a wave, so a wave barrier
-  // separates them; a block barrier is needed only around stages of larger strides (k = 2048:
-  // 15 block barriers instead of 66 on wave64).
+  // ---- write positions (or KV slots) in column order, -1 after the valid prefix
   const uint32_t sc = sh.sel_count;
-  int m = (int)(sc < (uint32_t)k ? sc : (uint32_t)k);
-  int kpad = 1;
-  while (kpad < m) kpad <<= 1;
-  for (int i = m + tid; i < kpad; i += BLOCK) sel[i] = 0ull;
-  dsa_sync();
-  for (int size = 2; size <= kpad; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int t = tid; t < (kpad >> 1); t += BLOCK) {
-        const int i = 2 * t - (t & (stride - 1));
-        const int j = i + stride;
-        const uint64_t a = sel[i], c = sel[j];
-        const bool desc = (i & size) == 0;
-        if ((a < c) == desc) {
-          sel[i] = c;
-          sel[j] = a;
-        }
-      }
-      const int next = stride > 1 ? stride >> 1 : size;  // stride of the next stage
-      if (stride <= DSA_WAVE_SIZE && next <= DSA_WAVE_SIZE)
-        dsa_wave_sync();
-      else
-        dsa_sync();
-    }
-  }
-  dsa_sync();
-
-  // ---- write positions (or KV slots), -1 after the valid prefix
-  int32_t* out = p.out + (int64_t)r * p.stride_out;
-  const int32_t* bt = p.block_table != nullptr ? p.block_table + (int64_t)b * p.stride_bt : nullptr;
-  for (int j = tid; j < k; j += BLOCK) {
-    int32_t v = -1;
-    if (j < m) {
-      const int64_t pos = (int64_t)(~(uint32_t)sel[j]) + pos_offset;
-      if (bt != nullptr) {
-        const int64_t page = bt[pos / p.page_size];
-        v = (int32_t)(page * p.page_size + pos % p.page_size);
-      } else {
-        v = (int32_t)pos;
-      }
-    }
-    out[j] = v;
-  }
+  const int m = (int)(sc < (uint32_t)k ? sc : (uint32_t)k);
+  const int32_t* bt = sh.bt;
+  const int64_t pos_offset = sh.pos_offset;
+  const int page_size = sh.page_size;
+  write_by_column<BLOCK>(sel, m, k, hist, sh, sh.out, [&](uint32_t col) -> int32_t {
+    const int64_t pos = (int64_t)col + pos_offset;
+    if (bt == nullptr) return (int32_t)pos;
+    return (int32_t)((int64_t)bt[pos / page_size] * page_size + pos % page_size);
+  });
 }
 
 }  // namespace

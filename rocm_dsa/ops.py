@@ -218,8 +218,8 @@ def topk_indices(
         all of them; the tail is -1 and the prefix never holds -1. A candidate is a column in
         the window whose logit is not NaN and not -inf (+inf ranks above every finite value).
         Ties break toward the lower column, so results are deterministic and identical on every
-        TP rank. Order inside the prefix is provider-defined but deterministic (the reference
-        and hip: descending value, then ascending column; triton: ascending column); sparse MLA
+        TP rank. Order inside the prefix is provider-defined but deterministic (the reference:
+        descending value, then ascending column; hip and triton: ascending column); sparse MLA
         does not depend on it.
     Raises:
         TypeError / ValueError for bad dtypes, shapes, devices or k; ProviderError.

@@ -5,14 +5,15 @@ What it does, in one run:
 
 1. builds the extension (nvcc on CUDA torch, hipcc on ROCm torch) and, in parallel, the
    TEST-ONLY wave64-emulation build (two warps per emulated wave, see hip/dsa_port.h);
-2. top-k: exact equality (set AND order) with an independent float64 reference (stable
-   descending sort) on random rows, rows dominated by exact zeros and by equal values, narrow
-   value ranges, tiny alphabets, 64 x 262,144 rows, window lengths just below / above k and
-   powers of two +-1, +inf / -inf / NaN rows, -0.0 / +0.0 ties, decode rows (lengths, next_n = 2)
-   with page-table slot mapping, the LDS-capacity fallback forced with cap = 16, the split
-   threshold pass (several workgroups per row) at its default and forced chunk counts, with its
-   bounded-slice overflow forced (cap = 16 -> exact path), and the wave64 emulation build on a
-   subset;
+2. top-k: exact equality with an independent float64 reference (stable descending sort; the
+   kernel returns that set with the valid prefix in ascending column order, -1 after it; run
+   three times: identical outputs, i.e. deterministic) on random rows, rows dominated by exact
+   zeros and by equal values, narrow value ranges, tiny alphabets, 64 x 262,144 rows, window
+   lengths just below / above k and powers of two +-1, +inf / -inf / NaN rows, -0.0 / +0.0 ties,
+   decode rows (lengths, next_n = 2) with page-table slot mapping, the LDS-capacity fallback
+   forced with cap = 16, the split threshold pass (several workgroups per row) at its default
+   and forced chunk counts, with its bounded-slice overflow forced (cap = 16 -> exact path), and
+   the wave64 emulation build on a subset;
 3. cache stores: byte equality with the reference provider (indexer keys e4m3fn / e4m3fnuz x
    bf16 / f16 / f32 x ue8m0 / fp32 scales; MLA bf16 rows and 656-byte FP8 records), including
    caches larger than 2 GiB written near their end (64-bit offsets);
@@ -20,7 +21,8 @@ What it does, in one run:
    for DeepSeek-V3.2 shapes (k = 2048): CUDA events, warm-up, median of 20, per call over 4
    rotating input sets (so the L2 cache does not hold them), both as CUDA-graph replays (GPU
    time) and eager calls (host overhead included); shapes that use the split threshold pass are
-   also timed without it (splits = 1, the previous default), plus a split-count sweep.
+   also timed without it (splits = 1), plus a split-count sweep and the per-kernel device times
+   (PyTorch profiler) of the main shape.
 
 Usage (repository root; results as JSON with --out):
     PYTHONPATH=. python3 scripts/hip_topk_check.py --out /tmp/hip_check
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -72,17 +75,31 @@ def ref_topk(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, k: int, offset
     return out.to(torch.int32)
 
 
+def by_column(t: torch.Tensor) -> torch.Tensor:
+    """The same rows with the valid prefix in ascending order (the HIP kernel's output order:
+    ascending column), -1 after it."""
+    big = torch.iinfo(torch.int32).max
+    s = torch.where(t >= 0, t, torch.full_like(t, big)).sort(1).values
+    return torch.where(s == big, torch.full_like(s, -1), s)
+
+
 def record(name: str, ok: bool, detail: str = "", **extra):
     RESULTS["checks"].append({"name": name, "ok": bool(ok), "detail": detail, **extra})
     log(f"  [{'PASS' if ok else 'FAIL'}] {name} {detail}")
 
 
-def compare_topk(name: str, got: torch.Tensor, want: torch.Tensor, **extra):
-    same = torch.equal(got.cpu(), want.cpu())
+def compare_topk(name: str, got: torch.Tensor, want: torch.Tensor, ordered: bool = False, **extra):
+    """got must equal ``want`` (the value-descending reference) with its valid prefix in ascending
+    order, the kernel's output order (``ordered``: want is in output order already, e.g. the KV
+    slots of column-ordered positions): the exact set, in order, -1 after it."""
+    g, w = got.cpu(), want.cpu() if ordered else by_column(want.cpu())
+    same = torch.equal(g, w)
     detail = ""
     if not same:
-        g, w = got.cpu(), want.cpu()
-        bad = (g != w).any(1).nonzero().flatten()
+        gs = by_column(g)
+        bad = ((gs != by_column(w)) | ((g >= 0) != (w >= 0))).any(1).nonzero().flatten()
+        if bad.numel() == 0:
+            bad = (g != w).any(1).nonzero().flatten()
         r = int(bad[0])
         sg = {v for v in g[r].tolist() if v >= 0}
         sw = {v for v in w[r].tolist() if v >= 0}
@@ -144,6 +161,7 @@ def make_cases(dev, small: bool):
     s[11] *= 1e-40  # denormals
     cases.append(("inf / nan / -0 / extreme", s, 2048))
     n = 131072  # largest values hidden between the sample positions: the sampled threshold fails
+    # (the columns j * n // 4096 include those of 2048 samples, j * n // 2048)
     sampled = torch.div(torch.arange(4096, device=dev) * n, 4096, rounding_mode="floor")
     free = torch.ones(n, dtype=torch.bool, device=dev)
     free[sampled] = False
@@ -172,6 +190,9 @@ def run_topk_checks(ext, dev, tag: str, block: int | None, small: bool):
 
     sms = detect(dev).num_cus
 
+    def cmp(name, got, want, ordered=False):
+        compare_topk(name, got, want, ordered=ordered)
+
     def call(x, s, e, k, cap=0, blk=None, splits=None, **kw):
         b = blk or block or topk_block_size(x.shape[0], sms)
         sp = splits or topk_splits(x.shape[0], x.shape[1], sms)
@@ -181,29 +202,33 @@ def run_topk_checks(ext, dev, tag: str, block: int | None, small: bool):
     for name, x, k in make_cases(dev, small):
         s, e = full_rows(x.shape[0], x.shape[1], dev)
         want = ref_topk(x, s.long(), e.long(), k)
-        compare_topk(f"{tag} topk {name} k={k}", call(x, s, e, k), want)
+        got = call(x, s, e, k)
+        cmp(f"{tag} topk {name} k={k}", got, want)
+        # deterministic: the same input gives the same output (order included), run after run
+        again = [call(x, s, e, k) for _ in range(2)]
+        record(f"{tag} topk {name} k={k} deterministic", all(torch.equal(got, a) for a in again))
         if x.shape[0] <= 64:  # the split threshold pass forced on (odd chunk count: unaligned chunks)
-            compare_topk(f"{tag} topk {name} k={k} splits=7", call(x, s, e, k, splits=7), want)
-            compare_topk(f"{tag} topk {name} k={k} splits=1", call(x, s, e, k, splits=1), want)
+            cmp(f"{tag} topk {name} k={k} splits=7", call(x, s, e, k, splits=7), want)
+            cmp(f"{tag} topk {name} k={k} splits=1", call(x, s, e, k, splits=1), want)
         if x.shape[0] <= 32:
-            compare_topk(f"{tag} topk {name} k={k} cap=16 (fallback)", call(x, s, e, k, cap=16), want)
-            compare_topk(f"{tag} topk {name} k={k} cap=16 splits=5 (overflow -> exact)",
-                         call(x, s, e, k, cap=16, splits=5), want)
+            cmp(f"{tag} topk {name} k={k} cap=16 (fallback)", call(x, s, e, k, cap=16), want)
+            cmp(f"{tag} topk {name} k={k} cap=16 splits=5 (overflow -> exact)", call(x, s, e, k, cap=16, splits=5),
+                want)
     x, s, e = lengths_case(dev)
     for k in (2048, 4096 // 2 - 1):
         want = ref_topk(x, s.long(), e.long(), k)
-        compare_topk(f"{tag} topk ragged lengths k={k}", call(x, s, e, k), want)
-        compare_topk(f"{tag} topk ragged lengths k={k} splits=9", call(x, s, e, k, splits=9), want)
-        compare_topk(f"{tag} topk ragged lengths k={k} cap=16", call(x, s, e, k, cap=16), want)
+        cmp(f"{tag} topk ragged lengths k={k}", call(x, s, e, k), want)
+        cmp(f"{tag} topk ragged lengths k={k} splits=9", call(x, s, e, k, splits=9), want)
+        cmp(f"{tag} topk ragged lengths k={k} cap=16", call(x, s, e, k, cap=16), want)
     # ragged windows with negative starts / ends beyond C: positions relative to starts[r]
     xr = torch.randn(4, 10000, device=dev)
     sr = torch.tensor([-50, 0, 9000, 10001], dtype=torch.int32, device=dev)
     er = torch.tensor([5000, 20000, 8000, 20000], dtype=torch.int32, device=dev)
     lo = sr.long().clamp(0, 10000)
     hi = torch.maximum(er.long().clamp(0, 10000), lo)
-    compare_topk(f"{tag} topk clamped windows", call(xr, sr, er, 2048), ref_topk(xr, lo, hi, 2048, offset=sr.long()))
-    compare_topk(f"{tag} topk clamped windows splits=4", call(xr, sr, er, 2048, splits=4),
-                 ref_topk(xr, lo, hi, 2048, offset=sr.long()))
+    cmp(f"{tag} topk clamped windows", call(xr, sr, er, 2048), ref_topk(xr, lo, hi, 2048, offset=sr.long()))
+    cmp(f"{tag} topk clamped windows splits=4", call(xr, sr, er, 2048, splits=4),
+        ref_topk(xr, lo, hi, 2048, offset=sr.long()))
     # decode: lengths + next_n, positions and page-table slots
     from rocm_dsa.cache import positions_to_slots
 
@@ -216,12 +241,12 @@ def run_topk_checks(ext, dev, tag: str, block: int | None, small: bool):
     hi = (lens.long()[r // next_n] - next_n + r % next_n + 1).clamp(0, maxp * page)
     want = ref_topk(logits, torch.zeros_like(hi), hi, 2048)
     got = call(logits, None, None, 2048, lengths=lens, next_n=next_n)
-    compare_topk(f"{tag} topk decode lengths next_n=2", got, want)
+    cmp(f"{tag} topk decode lengths next_n=2", got, want)
     got = call(logits, None, None, 2048, lengths=lens, next_n=next_n, block_table=bt, page_size=page)
-    compare_topk(f"{tag} topk decode slots next_n=2", got, positions_to_slots(want, bt.repeat_interleave(next_n, 0), page))
+    slots = positions_to_slots(by_column(want), bt.repeat_interleave(next_n, 0), page)
+    cmp(f"{tag} topk decode slots next_n=2", got, slots, ordered=True)
     got = call(logits, None, None, 2048, lengths=lens, next_n=next_n, block_table=bt, page_size=page, splits=3)
-    compare_topk(f"{tag} topk decode slots next_n=2 splits=3", got,
-                 positions_to_slots(want, bt.repeat_interleave(next_n, 0), page))
+    cmp(f"{tag} topk decode slots next_n=2 splits=3", got, slots, ordered=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +373,34 @@ def bench_graph(fns, reps=20) -> float | None:
         return None
 
 
+def kernel_times(fns, reps: int = 10) -> dict[str, float]:
+    """Mean device time (us) per launch of each kernel the calls run, from the PyTorch profiler
+    (CUPTI kernel records); {} when the profiler gives none."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for f in fns:
+        f()
+    torch.cuda.synchronize()
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                for f in fns:
+                    f()
+            torch.cuda.synchronize()
+        out = {}
+        for a in prof.key_averages():
+            tot = getattr(a, "device_time_total", None)
+            if tot is None:
+                tot = getattr(a, "cuda_time_total", 0.0)
+            m = re.search(r"(_\w+_kernel)(<[^>]*>)?", a.key)
+            if a.count and tot and m:
+                out[m.group(0)] = out.get(m.group(0), 0.0) + tot / a.count
+        return out
+    except Exception as ex:  # noqa: BLE001
+        log(f"  (profiler failed: {type(ex).__name__}: {str(ex)[:200]})")
+        return {}
+
+
 def run_timing(ext, dev):
     from rocm_dsa import ops
     from rocm_dsa.backends import get_provider, make_case
@@ -407,6 +460,11 @@ def run_timing(ext, dev):
                                  for x in main])
     RESULTS["split_sweep_64x131072"] = sweep
     log("  64 x 131072 splits sweep (graph us): " + ", ".join(f"{k}: {v:.1f}" for k, v in sweep.items() if v))
+    sp = topk_splits(64, 131072, sms)
+    kt = kernel_times([lambda x=x: ext.topk(x, s64, e64, None, 1, None, 64, 2048, 0, 1024, None, sp) for x in main])
+    RESULTS["kernel_times_64x131072"] = {"splits": sp, "us": kt}
+    log(f"  64 x 131072 splits={sp} per-kernel device time (profiler, eager): "
+        + ", ".join(f"{k}: {v:.1f} us" for k, v in kt.items()))
     measure("64 x 131072 randn block=512", main, blk=512)
     measure("64 x 131072 randn cap=16 (exact path)", main, cap=16)
     measure("64 x 131072 zeros 90%", [x.clone().masked_fill_(torch.rand_like(x) < 0.9, 0.0) for x in main],
@@ -423,6 +481,7 @@ def main() -> int:
     ap.add_argument("--skip-wave64", action="store_true", help="skip the wave64-emulation build")
     ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args()
+    t_start = time.time()
     if not torch.cuda.is_available():
         log("no GPU: torch.cuda.is_available() is False")
         return 2
@@ -465,7 +524,7 @@ def main() -> int:
         except Exception:  # noqa: BLE001
             record("timing crashed", False, traceback.format_exc()[-2000:])
     n_fail = sum(1 for c in RESULTS["checks"] if not c["ok"])
-    log(f"== {len(RESULTS['checks']) - n_fail} passed, {n_fail} failed")
+    log(f"== {len(RESULTS['checks']) - n_fail} passed, {n_fail} failed ({time.time() - t_start:.0f} s)")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "hip_topk_check.json"), "w") as f:

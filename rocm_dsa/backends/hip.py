@@ -146,8 +146,8 @@ def topk_splits(rows: int, cols: int, num_sms: int) -> int:
     With fewer rows than multiprocessors the one selection workgroup per row leaves most of the
     GPU idle while it streams the row; the split pass lets ``splits`` workgroups per row gather
     the sampled-threshold candidates of one chunk each: at most one split workgroup per
-    multiprocessor in all (H200, 132 SMs, 64 x 131072 randn: 2 splits 58.5 us, 1: 66.7, 3: 71.4,
-    4: 67.6; 128 x 65536: 2 splits 70.8 us vs 57.3 without), chunks of at least 8192 columns,
+    multiprocessor in all (H200, 132 SMs, 64 x 131072 randn: 2 splits 36.0 us, 1: 45.6, 3: 46.0,
+    4: 42.5; 128 x 65536: 1 split 35.5 us), chunks of at least 8192 columns,
     at most 16 per row; no split below 2. Long rows only (C >= 32768). ``ROCM_DSA_HIP_TOPK_SPLITS``
     overrides the choice (an integer; 1 disables the pass).
     """
@@ -196,8 +196,8 @@ def topk(
             a candidate slice that overflows is detected and the row takes the exact path.
     Returns:
         [R, k] int32 positions relative to the window start (or KV slots), the exact set of the
-        k largest candidates (not NaN, not -inf; +inf first), value-descending then
-        column-ascending, -1 after the valid prefix.
+        k largest candidates (not NaN, not -inf), in ascending column order (deterministic),
+        -1 after the valid prefix.
     Raises:
         HipBuildError: the extension cannot be built; RuntimeError for bad arguments (message
         names the argument).

@@ -13,13 +13,15 @@ as 64-bit composites ``key << 32 | ~column``: distinct; larger = larger value, t
    (``"direct"``).
 3. Sampled threshold: T = the m-th largest key of S = min(4096, cap) strided samples, with
    m = ceil(S (k + cap) / 2n); one pass keeps keys >= T. If k <= kept <= cap the k largest are
-   all kept and are selected in LDS (``"sample"``); otherwise the exact path runs.
+   all kept and are selected in LDS, with radix digits taken relative to the smallest kept key
+   (``"sample"``); otherwise the exact path runs.
 4. Exact path: radix select over the row with 11-bit digits (11 + 11 + 10 = 32 bits). A first
    histogram totalling <= k candidates selects them all (``"all"``). Then stop as soon as the bin
    holds exactly k_rem keys (``"prefix"``), fits the LDS buffer of ``cap`` entries (``"lds"``:
    composites of the bin radix-selected in LDS), or is one exact key (``"ties"``: the k_rem
    lowest-index ties by an ordered block scan).
-5. Order: composites descending = value descending, column ascending; -1 padding.
+5. Order: column ascending (the set is the contract, the order provider-defined; the kernel
+   ranks the selected columns by buckets instead of sorting), -1 padding.
 
 Split threshold pass (``splits`` > 1, windows n > cap): ``splits`` workgroups per row each compute
 the same T (path 3) and gather the keys >= T of one contiguous chunk of ceil(n / splits) columns
@@ -42,6 +44,7 @@ __all__ = [
     "topk_dynamic_smem_bytes",
     "topk_default_cap",
     "topk_keys",
+    "sample_count",
     "select_row",
     "topk_rows",
 ]
@@ -100,13 +103,14 @@ def _composite(key: int, col: int) -> int:
     return (key << 32) | (~col & _U32)
 
 
-def _lds_threshold(comps: list[int], k_rem: int, cpre: int, cbits: int) -> tuple[int, int, int]:
-    """``lds_threshold``: extend (cpre, cbits) until exactly k_rem composites carrying the
-    prefix are at or above it. Returns (cpre, cbits, k_rem)."""
+def _lds_threshold(comps: list[int], k_rem: int, cpre: int, cbits: int, base: int = 0) -> tuple[int, int, int]:
+    """``lds_threshold``: extend (cpre, cbits) over the composites minus ``base`` until exactly
+    k_rem of those carrying the prefix are at or above it. Returns (cpre, cbits, k_rem)."""
     while True:
         digit = min(DIGIT_BITS, 64 - cbits)
         hist = [0] * (1 << digit)
         for c in comps:
+            c -= base
             if cbits == 0 or c >> (64 - cbits) == cpre:
                 hist[(c >> (64 - cbits - digit)) & ((1 << digit) - 1)] += 1
         b, above, cnt = _find_bin(hist, k_rem)
@@ -117,17 +121,39 @@ def _lds_threshold(comps: list[int], k_rem: int, cpre: int, cbits: int) -> tuple
             return cpre, cbits, k_rem
 
 
-def _take(comps: list[int], cpre: int, cbits: int) -> list[int]:
-    """``lds_take``: the composites at or above the prefix."""
-    return [c for c in comps if cbits == 0 or c >> (64 - cbits) >= cpre]
+def _take(comps: list[int], cpre: int, cbits: int, base: int = 0) -> list[int]:
+    """``lds_take``: the composites at or above the prefix (relative to ``base``)."""
+    return [c for c in comps if cbits == 0 or (c - base) >> (64 - cbits) >= cpre]
+
+
+def _candidate_range(comps: list[int]) -> tuple[int, int]:
+    """``candidate_range``: (base, cbits) = (smallest key << 32, 32 - bits of the key range), the
+    radix start that skips the leading bits every candidate shares."""
+    keys = [c >> 32 for c in comps]
+    return min(keys) << 32, 32 - (max(keys) - min(keys)).bit_length()
+
+
+def _select_kept(kept: list[int], k: int) -> list[int]:
+    """The k largest of the gathered candidates (k <= len(kept)), as the kernel selects them in
+    LDS after the sampled-threshold pass."""
+    base, cbits = _candidate_range(kept)
+    cpre, cbits, _ = _lds_threshold(kept, k, 0, cbits, base)
+    return _take(kept, cpre, cbits, base)
+
+
+def sample_count(n: int, k: int, cap: int) -> tuple[int, int]:
+    """(S, m) of ``sample_threshold`` for a window of n > cap columns: S = min(4096, cap) strided
+    samples (columns j * n // S) and the rank m = ceil(S (k + cap) / 2n) of the threshold among
+    them (expected count of keys >= T: (k + cap) / 2)."""
+    s = min(TOPK_SAMPLES, cap)
+    return s, max(1, min(s, -(-(s * (k + cap)) // (2 * n))))
 
 
 def _sample_threshold(keys: torch.Tensor, k: int, cap: int) -> int:
     """Path 3's threshold key T: the m-th largest of S strided sample composites, as the lowest
     key carrying the prefix ``lds_threshold`` stops at."""
     n = keys.numel()
-    s = min(TOPK_SAMPLES, cap)
-    m = max(1, min(s, -(-(s * (k + cap)) // (2 * n))))
+    s, m = sample_count(n, k, cap)
     idx = [(j * n) // s for j in range(s)]
     comps = [_composite(int(keys[i]), i) for i in idx]
     cpre, cbits, _ = _lds_threshold(comps, m, 0, 0)
@@ -205,9 +231,9 @@ def _split_pass(keys: torch.Tensor, k: int, cap: int, splits: int) -> list[int] 
 def select_row(x: torch.Tensor, k: int, cap: int, splits: int = 1) -> tuple[list[int], str]:
     """Top-k of one row window x [n] f32 as the kernel computes it.
 
-    Returns (positions in output order, path): "all" (n <= k, or <= k candidates), "direct"
-    (n <= cap), "sample" (sampled threshold), "split" (split threshold pass, splits > 1), or the
-    exact path's "prefix" / "lds" / "ties".
+    Returns (positions in output order, i.e. ascending; path): "all" (n <= k, or <= k
+    candidates), "direct" (n <= cap), "sample" (sampled threshold), "split" (split threshold
+    pass, splits > 1), or the exact path's "prefix" / "lds" / "ties".
     """
     keys = topk_keys(x)
     n = keys.numel()
@@ -225,8 +251,7 @@ def select_row(x: torch.Tensor, k: int, cap: int, splits: int = 1) -> tuple[list
     elif splits > 1:
         kept = _split_pass(keys, k, cap, splits)
         if kept is not None:
-            cpre, cbits, _ = _lds_threshold(kept, k, 0, 0)
-            comps, path = _take(kept, cpre, cbits), "split"
+            comps, path = _select_kept(kept, k), "split"
         else:
             comps, path = _exact_path(keys, k, cap)
     else:
@@ -234,12 +259,11 @@ def select_row(x: torch.Tensor, k: int, cap: int, splits: int = 1) -> tuple[list
         if t != 0:
             kept = [_composite(int(kk), int(c)) for kk, c in zip(keys[keys >= t].tolist(), cols[keys >= t].tolist())]
             if k <= len(kept) <= cap:
-                cpre, cbits, _ = _lds_threshold(kept, k, 0, 0)
-                comps, path = _take(kept, cpre, cbits), "sample"
+                comps, path = _select_kept(kept, k), "sample"
         if comps is None:
             comps, path = _exact_path(keys, k, cap)
-    comps.sort(reverse=True)
-    return [(~c) & _U32 for c in comps[:k]], path
+    assert len(comps) <= k
+    return sorted((~c) & _U32 for c in comps), path
 
 
 def topk_rows(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k: int, cap: int, splits: int = 1

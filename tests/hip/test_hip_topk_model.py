@@ -1,7 +1,8 @@
 """The radix top-k algorithm of hip/topk.hip, run on the CPU through its step-by-step Python
 model (rocm_dsa.hipext.topk_model), against the reference provider: every selection path
 (all / prefix / LDS candidates / ordered ties), the LDS-capacity fallback, ties, zeros, equal
-values, narrow ranges, +-inf / NaN, -0.0 and ragged windows."""
+values, narrow ranges, +-inf / NaN, -0.0 and ragged windows. The kernel returns the reference's
+set with the valid prefix in ascending column order (its provider-defined order)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rocm_dsa import ops
-from rocm_dsa.hipext.topk_model import select_row, topk_default_cap, topk_keys, topk_rows
+from rocm_dsa.hipext.topk_model import sample_count, select_row, topk_default_cap, topk_keys, topk_rows
 
 INF = float("inf")
 NAN = float("nan")
 
 
 def _reference(logits, starts, ends, k):
-    return ops.topk_indices(logits, starts, ends, k=k, provider="reference")
+    """The reference's result with each row's valid prefix in ascending order (the kernel's)."""
+    want = ops.topk_indices(logits, starts, ends, k=k, provider="reference")
+    big = torch.iinfo(torch.int32).max
+    s = torch.where(want >= 0, want, torch.full_like(want, big)).sort(1).values
+    return torch.where(s == big, torch.full_like(s, -1), s)
 
 
 def _check(logits, k, cap, starts=None, ends=None):
@@ -27,7 +32,7 @@ def _check(logits, k, cap, starts=None, ends=None):
     ends = torch.full((r,), c, dtype=torch.int32) if ends is None else ends
     got, paths = topk_rows(logits, starts, ends, k, cap)
     want = _reference(logits, starts, ends, k)
-    # the model reproduces the full contract, order included, so the comparison is exact
+    # the model reproduces the kernel's output, order included, so the comparison is exact
     assert torch.equal(got, want), f"paths {paths}"
     return paths
 
@@ -181,6 +186,40 @@ def test_split_threshold_pass_overflow_and_unusable_threshold_take_the_exact_pat
     assert "split" not in paths
     _, path = select_row(x[1], 50, 1024, 4)
     assert path != "split"
+
+
+def test_sample_count():
+    """sample_threshold's S = min(4096, cap) samples and the threshold's rank m among them."""
+    assert sample_count(131072, 2048, 8192) == (4096, 160)
+    assert sample_count(262144, 2048, 8192) == (4096, 80)
+    assert sample_count(40000, 64, 1024) == (1024, 14)  # cap < 4096: S = cap
+
+
+def test_sampled_threshold_stays_off_a_plateau_of_zeros():
+    """Rows of 90 % exact zeros: the threshold must not land on the zeros (count(key >= T) would
+    then exceed cap: an exact-path fallback). With 4096 samples (rank 160) none of 64 rows does;
+    with 2048 (rank 80) about 1 % of the rows did."""
+    from rocm_dsa.hipext.topk_model import _sample_threshold
+
+    torch.manual_seed(7)
+    x = torch.randn(64, 131072)
+    x[torch.rand_like(x) < 0.9] = 0.0
+    for r in range(64):
+        keys = topk_keys(x[r])
+        assert 2048 <= int((keys >= _sample_threshold(keys, 2048, 8192)).sum()) <= 8192
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_output_is_in_ascending_column_order_on_every_path(splits):
+    x = torch.randn(3, 30000)
+    x[1, ::5] = 0.5  # ties at the threshold
+    x[2] = 0.0  # all equal: the ordered-ties path, the lowest columns
+    n = torch.full((3,), 30000, dtype=torch.int32)
+    z = torch.zeros(3, dtype=torch.int32)
+    got, paths = topk_rows(x, z, n, 2048, 4096, splits)
+    assert torch.equal(got, _reference(x, z, n, 2048)), paths
+    assert bool((got[:, 1:] > got[:, :-1]).all())
+    assert got[2].tolist() == list(range(2048))
 
 
 def test_split_count_policy():
