@@ -118,3 +118,158 @@ def test_segments_clustered_and_empty(meta, device):
     tk.launch_topk(x, starts, ends, k, out, arch=detect(x.device).arch, cap=600, meta=meta)
     assert_topk_equal(out, ops.topk_indices(x, starts, ends, k=k, provider="reference"))
     assert sorted(out[3].tolist()) == list(range(100, 100 + k))
+
+
+# ---- the wide-row path: group maxima, tau, count + compaction, select -------------------------
+
+#: config variants of the wide-row path: Triton's masked histogram or its fallback, group skipping
+#: on/off, other digit widths and levels, re-read blocks in the threshold and the select, wide
+#: tile rows, several compaction steps per segment
+WIDE_VARIANTS = [
+    {},
+    {"HIST_MASK": 0, "GROUPS_PER_K": 2, "T_LEVELS": 1},
+    {"GROUP_SKIP": 0, "RADIX_BITS": 6, "T_RADIX_BITS": 5, "T_LEVELS": 3},
+    {"THRESHOLD_BLOCK": 64, "SELECT_BLOCK": 128, "COMPACT_BLOCK": 128, "WIDTH": 16},
+]
+
+
+def mixed_rows(c, device):
+    """Random, tied at the threshold, NaN/-inf/+inf/-0 and narrow-window rows + their windows."""
+    x = torch.randn(6, c)
+    x[1] = torch.randint(-3, 3, (c,)).float()  # heavy ties: the threshold bin holds hundreds
+    x[2, ::3] = float("nan")
+    x[2, 1::5] = float("-inf")
+    x[2, 7::101] = float("inf")
+    x[3] = x[3].round()
+    x[3][x[3] == 0] = -0.0
+    x[3, ::2] = x[3, ::2].abs()  # +0 and -0 tie
+    x[5, : c // 2] = float("-inf")  # fewer candidates than k in its window
+    starts = torch.tensor([0, 5, 100, 0, c - 150, c // 2 - 30], dtype=torch.int32)
+    ends = torch.tensor([c, c - 7, c, c - 1, c, c // 2 + 90], dtype=torch.int32)
+    return x.to(device), starts.to(device), ends.to(device)
+
+
+def test_wide_path_variants_exact_identical_and_deterministic(device):
+    """Every config variant returns the exact top-k, and the same bytes (the prefix order is
+    column order whatever the path); a second run gives the same output."""
+    from rocm_dsa.triton_kernels import topk as tk
+
+    x, starts, ends = mixed_rows(3000, device)
+    k = 200
+    want = ops.topk_indices(x, starts, ends, k=k, provider="reference")
+    first = None
+    for meta in WIDE_VARIANTS:
+        out = poison(torch.empty(6, k, dtype=torch.int32, device=device))
+        tk.launch_topk(x, starts, ends, k, out, arch=detect(x.device).arch, cap=600, meta=meta)
+        assert_topk_equal(out, want)
+        if first is None:
+            first = out
+            again = poison(torch.empty_like(out))
+            tk.launch_topk(x, starts, ends, k, again, arch=detect(x.device).arch, cap=600, meta=meta)
+            assert torch.equal(again, first)
+        assert torch.equal(out, first), meta
+
+
+class _KeepWorkspace:
+    """Stands in for ``torch`` inside the top-k module and keeps the tensors it allocates."""
+
+    def __init__(self):
+        self.made = []
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    def empty(self, *a, **kw):
+        t = torch.empty(*a, **kw)
+        self.made.append(t)
+        return t
+
+
+def keys_of(x):
+    """uint32 top-k keys (as int64) of float32 ``x``; 0 for NaN and -inf."""
+    bits = torch.where(x == 0, torch.zeros_like(x), x).view(torch.int32).long() & 0xFFFFFFFF
+    key = torch.where(bits >= 1 << 31, bits ^ 0xFFFFFFFF, bits | (1 << 31))
+    return torch.where(torch.isnan(x) | (x == float("-inf")), torch.zeros_like(key), key)
+
+
+@pytest.mark.parametrize("meta", [{}, {"GROUP_SKIP": 0, "COMPACT_BLOCK": 128}])
+def test_workspace_tau_counts_and_buffer(meta, device, monkeypatch):
+    """The workspace after a call: tau bounds the k-th largest group maximum from below (0 when
+    fewer than k groups hold a candidate), next to it the row's largest key; the segment counts
+    are the elements >= tau; the buffer holds them (column << 32 | float bits) in column order,
+    so the select reads the buffer, not the row."""
+    from rocm_dsa.triton_kernels import topk as tk
+
+    x, starts, ends = mixed_rows(3000, device)
+    x[1, 1000:1100] = 9.0  # 100 tied maxima inside k
+    r, c, k, cap = 6, 3000, 200, 1200
+    keep = _KeepWorkspace()
+    monkeypatch.setattr(tk, "torch", keep)
+    out = poison(torch.empty(r, k, dtype=torch.int32, device=device))
+    tk.launch_topk(x, starts, ends, k, out, arch=detect(x.device).arch, cap=cap, meta=meta)
+    monkeypatch.undo()
+    assert_topk_equal(out, ops.topk_indices(x, starts, ends, k=k, provider="reference"))
+    p = tk._plan(detect(x.device).arch, r, c, k, None, cap, tuple(sorted(meta.items())))
+    ws = keep.made[-1].cpu()
+    s, ng, g = p["s"], p["ng"], p["g"]
+    buf = ws[:r * cap].reshape(r, cap)
+    w32 = ws[r * cap:].view(torch.int32).long() & 0xFFFFFFFF
+    tau = w32[r * (ng + 2 * s):r * (ng + 2 * s + 2)].reshape(r, 2)
+    cnt = w32[r * (ng + 2 * s + 2):r * (ng + 3 * s + 2)].reshape(r, s)
+    assert int(cnt.sum(1).le(cap).sum()) >= 5  # the buffer path, not the fallback
+    xc = x.cpu()
+    for row in range(r):
+        lo, hi = int(starts[row].clamp(0, c)), int(ends[row].clamp(0, c))
+        key = keys_of(xc[row, lo:hi])
+        groups = torch.zeros((c + g - 1) // g * g, dtype=torch.long)
+        groups[lo:hi] = key
+        gmax = groups.view(-1, g).max(1).values  # maxima of the groups of G columns
+        if int(gmax.ne(0).sum()) >= k:
+            assert 0 < tau[row, 0] <= gmax.sort(descending=True).values[k - 1]
+        else:
+            assert tau[row, 0] == 0
+        assert tau[row, 1] == int(key.max())
+        sel = key.ne(0) & key.ge(tau[row, 0])
+        assert int(sel.sum()) >= min(k, int(key.ne(0).sum()))
+        total = int(cnt[row].sum())
+        assert total == int(sel.sum())
+        if total <= cap:
+            cols = torch.arange(lo, hi)[sel]
+            assert (buf[row, :total] >> 32).tolist() == cols.tolist()
+            bits = (buf[row, :total] & 0xFFFFFFFF).to(torch.int64)
+            assert bits.tolist() == (xc[row, lo:hi][sel].view(torch.int32).long() & 0xFFFFFFFF).tolist()
+
+
+def test_wide_path_maps_slots_through_the_block_table(device):
+    """MAP_SLOTS in the wide-row path: slots equal the positions mapped through the page table
+    (two query rows per request)."""
+    from rocm_dsa.cache import positions_to_slots
+    from rocm_dsa.triton_kernels import topk as tk
+
+    x, starts, ends = mixed_rows(3000, device)
+    starts = torch.zeros_like(starts)
+    page, k = 16, 120
+    table = torch.randperm(4 * 200, dtype=torch.int32).reshape(4, 200)[:3].contiguous().to(device)
+    arch = detect(x.device).arch
+    pos = poison(torch.empty(6, k, dtype=torch.int32, device=device))
+    tk.launch_topk(x, starts, ends, k, pos, arch=arch, cap=600)
+    assert_topk_equal(pos, ops.topk_indices(x, starts, ends, k=k, provider="reference"))
+    for meta in ({}, {"GROUP_SKIP": 0}):
+        slots = poison(torch.empty(6, k, dtype=torch.int32, device=device))
+        tk.launch_topk(x, starts, ends, k, slots, arch=arch, cap=600, meta=meta, block_table=table,
+                       rows_per_table=2, page_size=page)
+        assert torch.equal(slots.cpu(), positions_to_slots(pos.cpu(), table.cpu().repeat_interleave(2, 0), page))
+
+
+def test_all_equal_wide_rows_overflow_to_the_exact_path(device):
+    """All-equal rows: every candidate is >= tau, the buffer overflows, the row path takes the
+    k lowest columns; a row of +inf among finite values and an all-NaN row."""
+    c, k = 3000, 200
+    x = torch.full((3, c), 0.75)
+    x[1, 2000:2300] = float("inf")
+    x[2] = float("nan")
+    z = torch.zeros(3, dtype=torch.int32)
+    got = check(x.to(device), z.to(device), torch.full((3,), c, dtype=torch.int32, device=device), k)
+    assert got[0].tolist() == list(range(k))
+    assert sorted(got[1].tolist()) == list(range(2000, 2000 + k))
+    assert got[2].eq(-1).all()
