@@ -9,7 +9,7 @@ device copy, fp8 and bf16 matmuls through torch), torch.topk, and aiter's Triton
 copied into this repo). Every figure printed here is a measurement on the machine it ran on.
 
 Usage: python scripts/bench_indexer_topk.py [--out DIR] [--aiter-src DIR] [--quick] [--sweep]
-       python scripts/bench_indexer_topk.py --topk-only [--prev OLD_topk.py] [--topk-sweep 'JSON;JSON']
+(the top-k alone, with variants and an older topk.py side by side: scripts/bench_topk_triton.py)
 Writes DIR/bench_indexer_topk.json (all numbers) and prints a table.
 """
 
@@ -440,145 +440,6 @@ def topk_speed(dev, sweep):
     return out
 
 
-# --------------------------------------------------------------------------------------------
-def topk_reference(x, starts, ends, k):
-    """Exact top-k by a float64 stable sort (ties to the lower column; NaN, -inf and columns
-    outside [starts, ends) never chosen; -0 == +0): [R, k] int64 ``column - starts``, -1 padded."""
-    r, c = x.shape
-    cols = torch.arange(c, device=x.device)[None, :]
-    lo = starts.long().clamp(0, c)[:, None]
-    hi = torch.maximum(ends.long().clamp(0, c)[:, None], lo)
-    xd = x.double()
-    cand = (cols >= lo) & (cols < hi) & ~torch.isnan(xd) & (xd != float("-inf"))
-    v = torch.where(cand, xd, torch.full_like(xd, float("-inf")))
-    idx = torch.sort(v, dim=1, descending=True, stable=True).indices[:, :k]
-    n = cand.sum(1, keepdim=True).clamp(max=k)
-    keep = torch.arange(idx.shape[1], device=x.device)[None, :] < n
-    out = torch.full((r, k), -1, dtype=torch.int64, device=x.device)
-    out[:, :idx.shape[1]] = torch.where(keep, idx - starts.long()[:, None], -1)
-    return out
-
-
-def topk_inputs(kind, r, c, dev, gen):
-    x = torch.randn(r, c, device=dev, generator=gen)
-    st = torch.zeros(r, dtype=torch.int32, device=dev)
-    en = torch.full((r,), c, dtype=torch.int32, device=dev)
-    if kind == "tied":  # 16 distinct values: the threshold bin overflows the buffer
-        x = torch.randint(-8, 8, (r, c), device=dev, generator=gen).float()
-    elif kind == "tied_top":  # few thousand equal maxima: exact ties at the k-th through the buffer
-        x[:, c // 3: c // 3 + 3000] = 7.0
-    elif kind == "equal":
-        x = torch.full((r, c), 0.25, device=dev)
-    elif kind == "special":  # NaN, -inf, +inf, -0/+0 and causal windows
-        x = x.round()
-        x[x == 0] = -0.0
-        x[:, ::5] = float("nan")
-        x[:, 1::7] = float("-inf")
-        x[:, 3::4001] = float("inf")
-        x[::2, 2::3] = 0.0
-        st = torch.randint(0, c // 4, (r,), device=dev, generator=gen, dtype=torch.int32)
-        en = torch.randint(c // 2, c + 1, (r,), device=dev, generator=gen, dtype=torch.int32)
-        en[0] = st[0] + 100  # fewer candidates than k: -1 tail
-    return x, st, en
-
-
-TOPK_SHAPES = ((64, 131072), (128, 65536), (1, 131072), (4096, 65536))
-
-
-def topk_only(dev, prev_path, sweep, budget, profile_metas="{}"):
-    """--topk-only: exactness (float64 stable-sort reference) and eager / CUDA-graph speed of the
-    Triton top-k against torch.topk (and an earlier topk.py given by --prev), then a config sweep."""
-    from rocm_dsa.triton_kernels import topk as tk
-
-    mods = {"new": (tk, {})}
-    for i, item in enumerate(filter(None, profile_metas.split(";"))):
-        if json.loads(item):
-            mods[f"new{i}"] = (tk, json.loads(item))
-    if prev_path:
-        import importlib.util as iu
-
-        spec = iu.spec_from_file_location("rocm_dsa.triton_kernels._topk_prev", prev_path)
-        prev = iu.module_from_spec(spec)
-        spec.loader.exec_module(prev)
-        mods["prev"] = (prev, None)
-    res = {"exact": {}, "speed": {}, "sweep": {}}
-    gen = torch.Generator(device=dev).manual_seed(0)
-    k = 2048
-    for r_, c in TOPK_SHAPES:
-        for kind in ("random", "tied", "tied_top", "equal", "special"):
-            if r_ * c > (1 << 24) and kind not in ("random", "tied"):
-                continue
-            x, st, en = topk_inputs(kind, r_, c, dev, gen)
-            want = topk_reference(x, st, en, k)
-            for name, (mod, meta) in mods.items():
-                out = torch.full((r_, k), -7, dtype=torch.int32, device=dev)
-                mod.launch_topk(x, st, en, k, out, arch=ARCH, **({} if meta is None else {"meta": meta}))
-                d = set_diff(out, want)
-                d["no_poison"] = bool((out != -7).all())
-                d["exact_set"] = d["rows_differ"] == 0 and d["prefix_ok"] and d["no_poison"]
-                res["exact"][f"{name} {r_}x{c} {kind}"] = d
-                log("exact", name, r_, c, kind, d)
-            del want
-    for r_, c in TOPK_SHAPES:
-        x, st, en = topk_inputs("random", r_, c, dev, gen)
-        o = torch.empty(r_, k, dtype=torch.int32, device=dev)
-        row = {}
-        for name, (mod, meta) in mods.items():
-            kw = {} if meta is None else {"meta": meta}
-            row[f"{name}_eager_us"] = bench(lambda: mod.launch_topk(x, st, en, k, o, arch=ARCH, **kw)) * 1e3
-            row[f"{name}_graph_us"] = bench_graph(lambda: mod.launch_topk(x, st, en, k, o, arch=ARCH, **kw)) * 1e3
-        row["torch_eager_us"] = bench(lambda: torch.topk(x, k, dim=1)) * 1e3
-        row["torch_graph_us"] = bench_graph(lambda: torch.topk(x, k, dim=1)) * 1e3
-        row["x_eager"] = row["torch_eager_us"] / row["new_eager_us"]
-        row["x_graph"] = row["torch_graph_us"] / row["new_graph_us"]
-        res["speed"][f"{r_}x{c}"] = row
-        log("speed", r_, c, {a: round(b, 2) for a, b in row.items()})
-    try:
-        from torch.profiler import ProfilerActivity, profile
-
-        x, st, en = topk_inputs("random", *TOPK_SHAPES[0], dev, gen)
-        o = torch.empty(TOPK_SHAPES[0][0], k, dtype=torch.int32, device=dev)
-        for name, (mod, meta) in mods.items():
-            kw = {} if meta is None else {"meta": meta}
-            mod.launch_topk(x, st, en, k, o, arch=ARCH, **kw)
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(20):
-                    mod.launch_topk(x, st, en, k, o, arch=ARCH, **kw)
-                torch.cuda.synchronize()
-            per = {}
-            for ev in prof.key_averages():
-                dt = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
-                if dt:
-                    per[ev.key] = round(dt / 20, 2)
-            res[f"profile_{name}_us"] = per
-            log("per kernel (us)", name, meta, per)
-    except Exception as e:  # noqa: BLE001
-        res["profile_error"] = f"{type(e).__name__}: {str(e)[:200]}"
-    if sweep:
-        x, st, en = topk_inputs("random", *TOPK_SHAPES[0], dev, gen)
-        want = topk_reference(x, st, en, k)
-        o = torch.empty(TOPK_SHAPES[0][0], k, dtype=torch.int32, device=dev)
-        for item in sweep.split(";"):
-            if time.time() - T0 > budget:
-                res["sweep"]["skipped_after"] = item
-                break
-            over = json.loads(item) if item.strip() else {}
-            try:
-                tk.launch_topk(x, st, en, k, o, arch=ARCH, meta=over)
-                ok = set_diff(o, want)["rows_differ"] == 0
-                tg = bench_graph(lambda: tk.launch_topk(x, st, en, k, o, arch=ARCH, meta=over)) * 1e3
-                te = bench(lambda: tk.launch_topk(x, st, en, k, o, arch=ARCH, meta=over), rep=50) * 1e3
-                r = {"graph_us": round(tg, 2), "eager_us": round(te, 2), "exact": ok}
-            except Exception as e:  # noqa: BLE001
-                r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-            res["sweep"][item] = r
-            log("sweep", item, r)
-    return res
-
-
-
-@section("paged_speed")
 def paged_speed(dev, fp8, quick, sweep):
     from rocm_dsa import ops
     from rocm_dsa.triton_kernels import indexer as ix
@@ -648,12 +509,6 @@ def main():
     ap.add_argument("--prefill-tokens", type=int, default=131072)
     ap.add_argument("--only", default="", help="comma list of sections")
     ap.add_argument("--budget", type=float, default=240.0, help="seconds after which sections are skipped")
-    ap.add_argument("--topk-only", action="store_true",
-                    help="only the quick top-k check: exactness, eager + CUDA-graph speed vs torch.topk")
-    ap.add_argument("--prev", default=None, help="with --topk-only: an earlier topk.py to compare against")
-    ap.add_argument("--topk-sweep", default="", help="with --topk-only: ';'-separated JSON config overrides")
-    ap.add_argument("--topk-metas", default="{}",
-                    help="with --topk-only: ';'-separated JSON overrides also checked, timed and profiled in full")
     a = ap.parse_args()
     BUDGET_S = a.budget
     import triton
@@ -668,17 +523,6 @@ def main():
                           "triton": triton.__version__, "fp8": str(fp8), "argv": sys.argv}
     log(RESULTS["machine"])
     only = set(filter(None, a.only.split(",")))
-    if a.topk_only:
-        res = topk_only(dev, a.prev, a.topk_sweep, a.budget, a.topk_metas)
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "bench_topk_quick.json"), "w") as f:
-            json.dump({"machine": RESULTS["machine"], **res}, f, indent=1, default=str)
-        bad = [key for key, d in res["exact"].items() if not d["exact_set"]]
-        print("\n=== top-k quick (measured on", RESULTS["machine"]["gpu"], ") ===")
-        print("inexact:", bad or "none")
-        for key, row in res["speed"].items():
-            print(key, " ".join(f"{a_}={b:.1f}" for a_, b in row.items()))
-        return
 
     def want(name):
         return not only or name in only
