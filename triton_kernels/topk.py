@@ -482,8 +482,11 @@ def _plan(arch: str, r: int, c: int, k: int, radix_bits: int | None, cap: int | 
     seg = triton.cdiv(triton.cdiv(c, s), block) * block
     s = triton.cdiv(c, seg)
     s_block = max(2, min(m["S_BLOCK_MAX"], triton.next_power_of_2(s)))
-    if not 1 <= m["SELECT_BLOCK"] <= 32768:  # _emit_block packs two block counts into one int32 scan
-        raise ValueError(f"SELECT_BLOCK: expected a power of two <= 32768, got {m['SELECT_BLOCK']}")
+    sb = m["SELECT_BLOCK"]
+    if not 1 <= sb <= 16384 or sb & (sb - 1):  # _emit_block packs two block counts (< 2^15) into one int32 scan
+        raise ValueError(f"SELECT_BLOCK: expected a power of two <= 16384, got {sb}")
+    if m["T_LEVELS"] < 1:  # level 0 also detects rows with fewer than k candidate groups
+        raise ValueError(f"T_LEVELS: expected >= 1, got {m['T_LEVELS']}")
     hm = bool(m["HIST_MASK"]) and _HIST_MASK
     width = m["WIDTH"]
     skip = bool(m["GROUP_SKIP"]) and g % width == 0
@@ -522,6 +525,9 @@ def launch_topk(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, 
     if out.shape != (r, k) or out.stride() != (k, 1):
         raise ValueError(f"out: expected a [R={r}, k={k}] int32 tensor with contiguous rows, got shape "
                          f"{list(out.shape)} strides {list(out.stride())}")
+    if c == 0:  # no columns: no candidates
+        out.fill_(-1)
+        return
     p = _plan(arch, r, c, k, radix_bits, cap, tuple(sorted((meta or {}).items())))
     slots = block_table is not None
     bt = block_table if slots else out
