@@ -503,6 +503,13 @@ def _plan(arch: str, r: int, c: int, k: int, radix_bits: int | None, cap: int | 
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _unused_i64(device: torch.device) -> torch.Tensor:
+    """A never-read int64 tensor for ``buf_ptr`` of the buffer-less select launch, so that its
+    dead buffer branch is traced with the int64 type it has in the buffered launch."""
+    return torch.zeros(1, dtype=torch.int64, device=device)
+
+
 def launch_topk(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, k: int, out: torch.Tensor, *,
                 arch: str, block_table: torch.Tensor | None = None, rows_per_table: int = 1,
                 page_size: int = 1, radix_bits: int | None = None, cap: int | None = None,
@@ -534,8 +541,8 @@ def launch_topk(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, 
     stride_xr = logits.stride(0)
     cap = p["cap"]
     if c <= cap:
-        _select_topk_kernel[(r,)](logits, starts, ends, out, out, out, out, bt, c, 1, cap, k, stride_xr,
-                                  bt.stride(0), rows_per_table, USE_BUFFER=False, MAP_SLOTS=slots,
+        _select_topk_kernel[(r,)](logits, starts, ends, out, out, _unused_i64(logits.device), out, bt, c, 1, cap, k,
+                                  stride_xr, bt.stride(0), rows_per_table, USE_BUFFER=False, MAP_SLOTS=slots,
                                   PAGE_SIZE=page_size, **p["select"])
         return
     ng, s, seg = p["ng"], p["s"], p["seg"]
