@@ -101,6 +101,41 @@ def find_flag(args: Sequence[str], canonical: str) -> tuple[int, str | None] | N
     return found
 
 
+def model_heads(model: str) -> int | None:
+    """Attention heads of ``model`` when known without downloading: a local folder's
+    ``config.json`` (``num_attention_heads``, read through :class:`rocm_dsa.config.DSAConfig`),
+    or the DeepSeek-V3.2 preset for a ``deepseek-ai/DeepSeek-V3.2*`` id; None otherwise (a
+    non-DSA or unreadable config included: SGLang decides then)."""
+    from ..config import DSAConfig, deepseek_v32
+
+    cfg_path = os.path.join(model, "config.json")
+    if os.path.isfile(cfg_path):
+        try:
+            return DSAConfig.from_json(cfg_path).num_heads
+        except (ValueError, OSError):
+            return None
+    if os.path.basename(model.rstrip("/")).lower().startswith("deepseek-v3.2"):
+        return deepseek_v32().num_heads
+    return None
+
+
+def _check_tp_divides_heads(args: Sequence[str]) -> None:
+    """ValueError when --tp-size does not divide the model's attention heads (each TP rank gets
+    num_heads / tp_size heads; DeepSeek-V3.2: 128 -> 16 per rank at --tp 8)."""
+    model, tp = find_flag(args, "--model-path"), find_flag(args, "--tp-size")
+    if model is None or model[1] is None or tp is None or tp[1] is None:
+        return
+    try:
+        tp_size = int(tp[1])
+    except ValueError:
+        return  # SGLang's parser reports it
+    heads = model_heads(model[1])
+    if heads is not None and tp_size >= 1 and heads % tp_size:
+        divisors = [d for d in range(1, heads + 1) if heads % d == 0]
+        raise ValueError(f"tp_size: expected a divisor of the {heads} attention heads of {model[1]!r} "
+                         f"(one of {divisors}), got {tp_size}")
+
+
 def build_plan(
     extra: Sequence[str] = (),
     *,
@@ -123,7 +158,8 @@ def build_plan(
         :class:`ServePlan`.
     Raises:
         ValueError: no model path, a flag given twice (option and pass-through), tp_size < 1,
-            or an unknown provider name.
+            a tp_size that does not divide the model's attention heads (when they are known
+            locally: :func:`model_heads`), or an unknown provider name.
     """
     extra = list(extra)
     head: list[str] = []
@@ -141,6 +177,7 @@ def build_plan(
         head += ["--tp-size", str(tp_size)]
     # --tp is only argparse's abbreviation of --tp-size: spell it out for SGLang
     extra = ["--tp-size" + a[len("--tp"):] if a == "--tp" or a.startswith("--tp=") else a for a in extra]
+    _check_tp_divides_heads(head + extra)
     if find_flag(extra, "--attention-backend") is None:
         head += ["--attention-backend", attention_backend]
     applied: dict[str, str] = {}

@@ -83,11 +83,28 @@ def test_provider_sets_env():
     (dict(model_path=MODEL, extra=["--model-path", "x"]), "both"),
     (dict(model_path=MODEL, tp_size=8, extra=["--tp-size", "2"]), "both"),
     (dict(model_path=MODEL, tp_size=0), "tp_size"),
+    (dict(model_path="deepseek-ai/DeepSeek-V3.2", tp_size=3), "divisor of the 128 attention heads"),
+    (dict(model_path="deepseek-ai/DeepSeek-V3.2-Exp", extra=["--tp=6"]), "got 6"),
 ])
 def test_bad_options(kwargs, match):
     extra = kwargs.pop("extra", [])
     with pytest.raises(ValueError, match=match):
         build_plan(extra, **kwargs)
+
+
+def test_tp_must_divide_the_heads_of_a_local_config(tmp_path):
+    """A local DSA config's num_attention_heads decides; configs that are not DSA configs and
+    hub ids other than DeepSeek-V3.2's are left to SGLang (no download here)."""
+    model = tmp_path / "dsa-model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"num_attention_heads": 64, "kv_lora_rank": 512,
+                                                   "index_n_heads": 32}))
+    build_plan([], model_path=str(model), tp_size=4)
+    with pytest.raises(ValueError, match="divisor of the 64 attention heads"):
+        build_plan([], model_path=str(model), tp_size=3)
+    (model / "config.json").write_text("{}")
+    build_plan([], model_path=str(model), tp_size=3)
+    build_plan([], model_path="some-org/other-model", tp_size=3)
 
 
 # ---------------------------------------------------------------------------------------------
