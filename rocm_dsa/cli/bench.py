@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-from ._device import parse_device
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from ._console import make_console
+from ._device import parse_device
 
 __all__ = ["register", "bench"]
 
@@ -104,7 +105,7 @@ def bench(
     """Benchmark the DSA ops: time, GB/s, TFLOP/s and % of roofline; save, report and plot."""
     from .. import benchmark as B
 
-    console = Console(stderr=as_json or bool(report))
+    console = make_console(stderr=as_json or bool(report))
     plot_error = None
     if plot is not None:
         try:

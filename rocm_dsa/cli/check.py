@@ -11,11 +11,12 @@ import json
 from typing import Annotated, Optional
 
 import typer
-
-from ._device import parse_device
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from ._console import make_console
+from ._device import parse_device
 
 __all__ = ["register", "check"]
 
@@ -147,7 +148,7 @@ def check(
 
     from ..selfcheck import run_check, warmup as run_warmup
 
-    console = Console(stderr=as_json)
+    console = make_console(stderr=as_json)
     dev = parse_device(device)
     _check_backend_env()
     steps = []

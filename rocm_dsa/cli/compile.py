@@ -18,6 +18,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from ._console import make_console
+
 __all__ = ["register", "compile_cmd"]
 
 _ARCHS = ("gfx942", "gfx950")
@@ -39,7 +41,7 @@ def compile_cmd(
     from rocm_dsa.compile.report import SOURCES, collect, render_table
 
     archs = list(arch) if arch else list(_ARCHS)
-    console = Console(stderr=as_json)
+    console = make_console(stderr=as_json)
     for a in archs:
         if a not in _ARCHS:
             console.print(f"[red]--arch: expected one of {', '.join(_ARCHS)}, got {a!r}[/]")

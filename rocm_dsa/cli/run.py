@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-from ._device import parse_device
 from rich.console import Console
 from rich.table import Table
+
+from ._console import make_console
+from ._device import parse_device
 
 __all__ = ["register", "run"]
 
@@ -127,7 +128,7 @@ def run(
                       tp_rank=tp_rank, kv_cache=kv_cache, checkpoint=checkpoint, layer=layer, config=config,
                       seed=seed, topk=topk, heads=heads, chunk=chunk, extend=extend, dtype=dtype, device=device,
                       dense_rows=dense_rows, check_rows=check_rows)
-    console = Console()
+    console = make_console()
     try:
         report = run_job(opts)
     except (ValueError, KeyError, FileNotFoundError, TypeError) as e:

@@ -13,9 +13,11 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from ._console import make_console
+
 
 __all__ = ["register", "serve"]
 
@@ -42,8 +44,8 @@ def serve(
     from ..sglang import INSTALL_HINT, sglang_available
     from ..sglang.serve_args import MI300X_DEFAULTS, build_plan, launch, validate
 
-    console = Console()
-    err = Console(stderr=True)
+    console = make_console()
+    err = make_console(stderr=True)
     try:
         plan = build_plan(list(ctx.args), model_path=model_path, tp_size=tp, provider=provider,
                           defaults=() if no_defaults else MI300X_DEFAULTS)
