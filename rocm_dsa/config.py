@@ -113,8 +113,9 @@ class DSAConfig:
     def local_heads(self, tp_size: int) -> int:
         """MLA heads on one TP rank. Raises ValueError if ``tp_size`` does not divide them."""
         if tp_size < 1 or self.num_heads % tp_size:
+            divisors = [d for d in range(1, self.num_heads + 1) if self.num_heads % d == 0]
             raise ValueError(
-                f"tp_size: expected a divisor of num_heads={self.num_heads}, got {tp_size}"
+                f"tp_size: expected a divisor of num_heads={self.num_heads} (one of {divisors}), got {tp_size}"
             )
         return self.num_heads // tp_size
 

@@ -16,6 +16,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from ..config import DSAConfig, deepseek_v32
 from . import BACKEND_NAME, INSTALL_HINT, sglang_available
 
 __all__ = [
@@ -101,27 +102,25 @@ def find_flag(args: Sequence[str], canonical: str) -> tuple[int, str | None] | N
     return found
 
 
-def model_heads(model: str) -> int | None:
-    """Attention heads of ``model`` when known without downloading: a local folder's
-    ``config.json`` (``num_attention_heads``, read through :class:`rocm_dsa.config.DSAConfig`),
-    or the DeepSeek-V3.2 preset for a ``deepseek-ai/DeepSeek-V3.2*`` id; None otherwise (a
-    non-DSA or unreadable config included: SGLang decides then)."""
-    from ..config import DSAConfig, deepseek_v32
-
+def model_config(model: str) -> DSAConfig | None:
+    """The DSA config of ``model`` when known without downloading: a local folder's
+    ``config.json`` (read through :meth:`rocm_dsa.config.DSAConfig.from_json`), or the
+    DeepSeek-V3.2 preset for a ``deepseek-ai/DeepSeek-V3.2*`` id; None otherwise (a non-DSA or
+    unreadable config included: SGLang decides then)."""
     cfg_path = os.path.join(model, "config.json")
     if os.path.isfile(cfg_path):
         try:
-            return DSAConfig.from_json(cfg_path).num_heads
+            return DSAConfig.from_json(cfg_path)
         except (ValueError, OSError):
             return None
     if os.path.basename(model.rstrip("/")).lower().startswith("deepseek-v3.2"):
-        return deepseek_v32().num_heads
+        return deepseek_v32()
     return None
 
 
 def _check_tp_divides_heads(args: Sequence[str]) -> None:
-    """ValueError when --tp-size does not divide the model's attention heads (each TP rank gets
-    num_heads / tp_size heads; DeepSeek-V3.2: 128 -> 16 per rank at --tp 8)."""
+    """ValueError (:meth:`DSAConfig.local_heads`) when --tp-size does not divide the model's
+    attention heads (each TP rank gets num_heads / tp_size; DeepSeek-V3.2: 16 per rank at --tp 8)."""
     model, tp = find_flag(args, "--model-path"), find_flag(args, "--tp-size")
     if model is None or model[1] is None or tp is None or tp[1] is None:
         return
@@ -129,11 +128,12 @@ def _check_tp_divides_heads(args: Sequence[str]) -> None:
         tp_size = int(tp[1])
     except ValueError:
         return  # SGLang's parser reports it
-    heads = model_heads(model[1])
-    if heads is not None and tp_size >= 1 and heads % tp_size:
-        divisors = [d for d in range(1, heads + 1) if heads % d == 0]
-        raise ValueError(f"tp_size: expected a divisor of the {heads} attention heads of {model[1]!r} "
-                         f"(one of {divisors}), got {tp_size}")
+    cfg = model_config(model[1])
+    if cfg is not None and tp_size >= 1:
+        try:
+            cfg.local_heads(tp_size)
+        except ValueError as e:
+            raise ValueError(f"{e} (model {model[1]!r})") from None
 
 
 def build_plan(
@@ -159,7 +159,7 @@ def build_plan(
     Raises:
         ValueError: no model path, a flag given twice (option and pass-through), tp_size < 1,
             a tp_size that does not divide the model's attention heads (when they are known
-            locally: :func:`model_heads`), or an unknown provider name.
+            locally: :func:`model_config`), or an unknown provider name.
     """
     extra = list(extra)
     head: list[str] = []

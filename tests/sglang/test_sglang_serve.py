@@ -83,7 +83,7 @@ def test_provider_sets_env():
     (dict(model_path=MODEL, extra=["--model-path", "x"]), "both"),
     (dict(model_path=MODEL, tp_size=8, extra=["--tp-size", "2"]), "both"),
     (dict(model_path=MODEL, tp_size=0), "tp_size"),
-    (dict(model_path="deepseek-ai/DeepSeek-V3.2", tp_size=3), "divisor of the 128 attention heads"),
+    (dict(model_path="deepseek-ai/DeepSeek-V3.2", tp_size=3), "divisor of num_heads=128"),
     (dict(model_path="deepseek-ai/DeepSeek-V3.2-Exp", extra=["--tp=6"]), "got 6"),
 ])
 def test_bad_options(kwargs, match):
@@ -100,7 +100,7 @@ def test_tp_must_divide_the_heads_of_a_local_config(tmp_path):
     (model / "config.json").write_text(json.dumps({"num_attention_heads": 64, "kv_lora_rank": 512,
                                                    "index_n_heads": 32}))
     build_plan([], model_path=str(model), tp_size=4)
-    with pytest.raises(ValueError, match="divisor of the 64 attention heads"):
+    with pytest.raises(ValueError, match="divisor of num_heads=64"):
         build_plan([], model_path=str(model), tp_size=3)
     (model / "config.json").write_text("{}")
     build_plan([], model_path=str(model), tp_size=3)
