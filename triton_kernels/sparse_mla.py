@@ -106,6 +106,13 @@ def _load_latent(kv_ptr, row, vmask, COL: tl.constexpr, KV_FP8: tl.constexpr, FP
 
 
 @triton.jit
+def _load_idx(idx_row, k0, k_hi, BLOCK_K: tl.constexpr):
+    """Entries [k0, k0 + BLOCK_K) of a row's top-k list; -1 (invalid) at and beyond k_hi."""
+    kk = k0 + tl.arange(0, BLOCK_K)
+    return tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
+
+
+@triton.jit
 def _load_q(q_lat, q_rope, qmask):
     """The head block's query: four [BLOCK_H, 128] latent tiles and the [BLOCK_H, 64] rope."""
     q0 = tl.load(q_lat, mask=qmask, other=0.0)
@@ -178,16 +185,13 @@ def _fwd_sparse_mla_kernel(
     k_hi = tl.minimum(k_lo + keys_per_split, topk)
     idx_row = idx_ptr + r64 * stride_ir
     if IDX_AHEAD:  # the next block's indices are loaded one iteration ahead (loop-carried)
-        kk = k_lo + tl.arange(0, BLOCK_K)
-        idx_next = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
+        idx_next = _load_idx(idx_row, k_lo, k_hi, BLOCK_K)
     for k0 in range(k_lo, k_hi, BLOCK_K):
         if IDX_AHEAD:
             idx = idx_next
-            kk = k0 + BLOCK_K + tl.arange(0, BLOCK_K)
-            idx_next = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
+            idx_next = _load_idx(idx_row, k0 + BLOCK_K, k_hi, BLOCK_K)
         else:
-            kk = k0 + tl.arange(0, BLOCK_K)
-            idx = tl.load(idx_row + kk, mask=kk < k_hi, other=-1)
+            idx = _load_idx(idx_row, k0, k_hi, BLOCK_K)
         valid = (idx >= 0) & (idx < n_rows)
         row = tl.where(valid, idx, 0).to(tl.int64)
         vmask = valid[:, None]
@@ -348,6 +352,12 @@ class _Config:
     def __init__(self, meta: dict, options: dict, source: str):
         self.meta, self.options, self.source = meta, options, source
 
+    def tile(self) -> dict:
+        """The fwd kernel's tile constexprs (launcher and compile specs alike)."""
+        m = self.meta
+        return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
+                "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0))}
+
 
 def _resolve(op: str, arch: str, heads: int, rows: int, kv_fp8: bool, overrides: dict | None) -> _Config:
     base = get_config(op, arch, heads=heads, rows=rows, kv_fp8=int(kv_fp8))
@@ -427,8 +437,7 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
     kv, kv_word, kv_half = _kv_views(rows, kv_fp8)
     common = dict(KV_FP8=kv_fp8, FP8_DECODE=_fp8_decode_mode(kv_fp8, fp8_dtype, arch),
                   SPLIT_K=splits > 1, UPCAST=interpreting(),
-                  BLOCK_H=block_h, BLOCK_K=block_k, Q_IN_LOOP=bool(cfg.meta.get("Q_IN_LOOP", 0)),
-                  IDX_AHEAD=bool(cfg.meta.get("IDX_AHEAD", 0)), **cfg.options)
+                  **cfg.tile(), **cfg.options)
     grid = (r * triton.cdiv(h, block_h), splits)
     scale2 = float(sm_scale) * _LOG2E
     if splits == 1:
@@ -577,9 +586,7 @@ def compile_specs(arch: str) -> list:
                     signature=sig,
                     constexprs={"KV_FP8": kv_fp8, "FP8_DECODE": fp8_mode if kv_fp8 else 1,
                                 "SPLIT_K": splits > 1, "UPCAST": False,
-                                "BLOCK_H": cfg.meta["BLOCK_H"], "BLOCK_K": cfg.meta["BLOCK_K"],
-                                "Q_IN_LOOP": bool(cfg.meta.get("Q_IN_LOOP", 0)),
-                                "IDX_AHEAD": bool(cfg.meta.get("IDX_AHEAD", 0))},
+                                **cfg.tile()},
                     num_warps=cfg.options.get("num_warps", 4), num_stages=cfg.options.get("num_stages", 1),
                     waves_per_eu=cfg.options.get("waves_per_eu", 0),
                     matrix_instr_nonkdim=cfg.options.get("matrix_instr_nonkdim", 0),
