@@ -199,6 +199,23 @@ def test_decode_split_writes_every_output(device):
     assert_close(lse, want[1], name="lse", **F32_TOL)
 
 
+@pytest.mark.parametrize("kv", ["bf16", "fp8"])
+@pytest.mark.parametrize("tile", [{"IDX_AHEAD": 1}, {"Q_IN_LOOP": 1}, {"IDX_AHEAD": 1, "Q_IN_LOOP": 1}])
+def test_decode_tile_options_match_the_reference(tile, kv, device):
+    """The Hopper tile options (indices loaded one block ahead; the query re-read every key
+    block) over split-K decode with -1 entries, against the reference."""
+    from rocm_dsa.triton_kernels import sparse_mla
+
+    b, s_q, h, topk = 2, 2, 16, 96
+    q, cache, idx = _paged_decode_inputs(b, s_q, h, topk, kv, torch.float8_e4m3fn, device)
+    idx[1, 0, 40:70] = -1
+    got = sparse_mla.sparse_mla_decode(q, cache.buffer, idx, SM_SCALE, 512, torch.float8_e4m3fn,
+                                       arch=detect(device).arch, num_splits=3, config={**tile, "BLOCK_K": 16})
+    want = ops.sparse_mla_decode(q, cache, idx, sm_scale=SM_SCALE, provider="reference")
+    assert_close(got[0], want[0], name="out")
+    assert_close(got[1], want[1], name="lse", **F32_TOL)
+
+
 def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     """The merge walks the splits with a running max over blocks of BLOCK_HM heads: force 2-head
     blocks over 5 splits (one of them empty) and compare with the reference."""
