@@ -21,5 +21,5 @@ def make_console(stderr: bool = False) -> Console:
     when set, else :data:`PIPE_WIDTH` columns."""
     console = Console(stderr=stderr)
     if not console.is_terminal and not os.environ.get("COLUMNS"):
-        console = Console(stderr=stderr, width=PIPE_WIDTH)
+        console.width = PIPE_WIDTH
     return console
