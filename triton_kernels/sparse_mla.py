@@ -124,6 +124,15 @@ def _load_q(q_lat, q_rope, qmask):
 
 
 @triton.jit
+def _softmax_block(s, m_i, m_use):
+    """One key block of the online softmax (log2 domain): the rescale of the running sums, the
+    block's probabilities in fp32 and bf16, and their row sums."""
+    alpha = tl.exp2(m_i - m_use)
+    p = tl.exp2(s - m_use[:, None])
+    return alpha, p, tl.sum(p, axis=1), p.to(tl.bfloat16)
+
+
+@triton.jit
 def _fwd_sparse_mla_kernel(
     q_ptr,          # bf16 [R, H, 576]
     kv_ptr,         # bf16 [N, 576] rows | uint8 [N, 656] FP8 records
@@ -152,6 +161,7 @@ def _fwd_sparse_mla_kernel(
     BLOCK_K: tl.constexpr,
     Q_IN_LOOP: tl.constexpr = False,
     IDX_AHEAD: tl.constexpr = False,
+    UNCHAIN_QK: tl.constexpr = False,
 ):
     # the head blocks of one query row are adjacent programs: they gather the same KV rows, so
     # all but the first find them in L2 instead of HBM
@@ -181,6 +191,10 @@ def _fwd_sparse_mla_kernel(
     acc2 = tl.zeros([BLOCK_H, 128], tl.float32)
     acc3 = tl.zeros([BLOCK_H, 128], tl.float32)
 
+    if UNCHAIN_QK:
+        # a zero the compiler cannot see as a constant: Triton folds `dot(a, b, 0) + c` into
+        # `dot(a, b, c)`, which would chain the q.k dots again
+        zero_rt = tl.zeros([BLOCK_H, BLOCK_K], tl.float32) * sm_scale_log2
     k_lo = pid_s * keys_per_split
     k_hi = tl.minimum(k_lo + keys_per_split, topk)
     idx_row = idx_ptr + r64 * stride_ir
@@ -216,6 +230,18 @@ def _fwd_sparse_mla_kernel(
             s += _mma(q2, tl.trans(v2), zero, UPCAST) * sc2[None, :]
             v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
             s += _mma(q3, tl.trans(v3), zero, UPCAST) * sc3[None, :]
+        elif UNCHAIN_QK:  # five independent dots summed: no q.k dot feeds another dot (bf16)
+            kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
+            zero = zero_rt
+            s = _mma(qr, tl.trans(kr), zero, UPCAST)
+            v0 = _load_latent(kv_ptr, row, vmask, 0, KV_FP8, FP8_DECODE)
+            s += _mma(q0, tl.trans(v0), zero, UPCAST)
+            v1 = _load_latent(kv_ptr, row, vmask, 128, KV_FP8, FP8_DECODE)
+            s += _mma(q1, tl.trans(v1), zero, UPCAST)
+            v2 = _load_latent(kv_ptr, row, vmask, 256, KV_FP8, FP8_DECODE)
+            s += _mma(q2, tl.trans(v2), zero, UPCAST)
+            v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
+            s += _mma(q3, tl.trans(v3), zero, UPCAST)
         else:
             kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
             s = _mma(qr, tl.trans(kr), tl.zeros([BLOCK_H, BLOCK_K], tl.float32), UPCAST)
@@ -232,28 +258,33 @@ def _fwd_sparse_mla_kernel(
         s = tl.where(valid[None, :], s * sm_scale_log2, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(s - m_use[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if UNCHAIN_QK and not KV_FP8:
+            # alpha, the row sums and bf16 p come out of a runtime-true branch, which hides the
+            # q.k -> p.v chain from Triton's NVIDIA layout heuristic: warpsPerTileV3 puts every
+            # warp on the rows of a dot whose result reaches another dot, so a 64-head tile on
+            # 8 warps (two warp groups) computed all of q.k in both groups; behind the branch q.k
+            # splits its key columns over the groups
+            # splits its key columns over the groups. Both branches compute the same values (a
+            # constant in the other branch would cost shared memory for its layout conversion).
+            if num_heads > 0:
+                alpha, p, l_blk, pb = _softmax_block(s, m_i, m_use)
+            else:
+                alpha, p, l_blk, pb = _softmax_block(s, m_i, m_use)
+        else:
+            alpha, p, l_blk, pb = _softmax_block(s, m_i, m_use)
+        l_i = l_i * alpha + l_blk
         m_i = m_new
 
         # out += p . v per 128-dim tile (FP8: the tile scale multiplies p in fp32)
         if KV_FP8:
             acc0 = _mma((p * sc0[None, :]).to(tl.bfloat16), v0, acc0 * alpha[:, None], UPCAST)
-        else:
-            pb = p.to(tl.bfloat16)
-            acc0 = _mma(pb, v0, acc0 * alpha[:, None], UPCAST)
-        if KV_FP8:
             acc1 = _mma((p * sc1[None, :]).to(tl.bfloat16), v1, acc1 * alpha[:, None], UPCAST)
-        else:
-            acc1 = _mma(pb, v1, acc1 * alpha[:, None], UPCAST)
-        if KV_FP8:
             acc2 = _mma((p * sc2[None, :]).to(tl.bfloat16), v2, acc2 * alpha[:, None], UPCAST)
-        else:
-            acc2 = _mma(pb, v2, acc2 * alpha[:, None], UPCAST)
-        if KV_FP8:
             acc3 = _mma((p * sc3[None, :]).to(tl.bfloat16), v3, acc3 * alpha[:, None], UPCAST)
         else:
+            acc0 = _mma(pb, v0, acc0 * alpha[:, None], UPCAST)
+            acc1 = _mma(pb, v1, acc1 * alpha[:, None], UPCAST)
+            acc2 = _mma(pb, v2, acc2 * alpha[:, None], UPCAST)
             acc3 = _mma(pb, v3, acc3 * alpha[:, None], UPCAST)
 
     has = l_i > 0.0
@@ -356,7 +387,7 @@ class _Config:
         """The fwd kernel's tile constexprs (launcher and compile specs alike)."""
         m = self.meta
         return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
-                "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0))}
+                "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0)), "UNCHAIN_QK": bool(m.get("UNCHAIN_QK", 0))}
 
 
 def _resolve(op: str, arch: str, heads: int, rows: int, kv_fp8: bool, overrides: dict | None) -> _Config:
