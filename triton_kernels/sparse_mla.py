@@ -25,8 +25,15 @@ Tiles are config data (``rocm_dsa/configs/<arch>/sparse_mla_{prefill,decode,merg
 CDNA, Triton's AMD matmul pass puts every wave of a chained q.k -> p.v along M, so a head block is
 16 heads per wave (16x16 MFMA): each wave keeps its heads' q (72 VGPRs) and 16x512 fp32 output
 (128 VGPRs); 128 heads in one workgroup would need > 256 VGPRs per wave, so H=128 runs as two
-64-head blocks (no spills at any head count on gfx942/gfx950). On Hopper, 32-head mma.sync blocks
-measured fastest (H200, scripts/bench_sparse_mla.py).
+64-head blocks (no spills at any head count on gfx942/gfx950). On Hopper (H200,
+scripts/bench_sparse_mla.py) H >= 64 runs as 64-head blocks on two wgmma warp groups: with
+``UNCHAIN_QK`` the q.k dots are independent and the softmax sits behind a runtime branch, which
+keeps Triton's NVIDIA layout heuristic from stacking both groups on the head rows (it does that
+for a dot whose result reaches another dot, and both groups then computed all of q.k), and
+``WIDE_LATENT`` (bf16 rows, 227 KB of shared memory) makes the 512 latent dims one tile, so a key
+block is one q.k and one p.v dot per group. H <= 16 decode runs one 16-head mma.sync program per
+SM with two KV buffers (3 stages): the next block's gather is in flight while the current one is
+computed.
 
 Invalid indices (< 0 or >= number of cache rows, anywhere in the row) are masked: their loads are
 predicated off and their scores are -inf. A row without any valid index produces out = 0,
@@ -162,6 +169,7 @@ def _fwd_sparse_mla_kernel(
     Q_IN_LOOP: tl.constexpr = False,
     IDX_AHEAD: tl.constexpr = False,
     UNCHAIN_QK: tl.constexpr = False,
+    WIDE_LATENT: tl.constexpr = False,
 ):
     # the head blocks of one query row are adjacent programs: they gather the same KV rows, so
     # all but the first find them in L2 instead of HBM
@@ -179,17 +187,28 @@ def _fwd_sparse_mla_kernel(
     q_lat = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + d[None, :]   # [BLOCK_H, 128] piece 0
     q_rope = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + 512 + dr[None, :]
     qmask = h_ok[:, None]
+    # WIDE_LATENT (bf16 rows): the 512 latent dims are one [*, 512] tile for q, the gathered rows
+    # and the output (one q.k dot and one p.v dot per key block instead of four each)
+    d5 = tl.arange(0, 512)
+    q_wide = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + d5[None, :]
     # queries of this head block stay resident (registers / shared memory) for the key loop, or
     # with Q_IN_LOOP are re-read (from L1/L2) every key block, which frees their registers
     if not Q_IN_LOOP:
-        q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
+        if WIDE_LATENT:
+            qw = tl.load(q_wide, mask=qmask, other=0.0)
+            qr = tl.load(q_rope, mask=qmask, other=0.0)
+        else:
+            q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
-    acc0 = tl.zeros([BLOCK_H, 128], tl.float32)
-    acc1 = tl.zeros([BLOCK_H, 128], tl.float32)
-    acc2 = tl.zeros([BLOCK_H, 128], tl.float32)
-    acc3 = tl.zeros([BLOCK_H, 128], tl.float32)
+    if WIDE_LATENT:
+        accw = tl.zeros([BLOCK_H, 512], tl.float32)
+    else:
+        acc0 = tl.zeros([BLOCK_H, 128], tl.float32)
+        acc1 = tl.zeros([BLOCK_H, 128], tl.float32)
+        acc2 = tl.zeros([BLOCK_H, 128], tl.float32)
+        acc3 = tl.zeros([BLOCK_H, 128], tl.float32)
 
     if UNCHAIN_QK:
         # a zero the compiler cannot see as a constant: Triton folds `dot(a, b, 0) + c` into
@@ -210,7 +229,11 @@ def _fwd_sparse_mla_kernel(
         row = tl.where(valid, idx, 0).to(tl.int64)
         vmask = valid[:, None]
         if Q_IN_LOOP:
-            q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
+            if WIDE_LATENT:
+                qw = tl.load(q_wide, mask=qmask, other=0.0)
+                qr = tl.load(q_rope, mask=qmask, other=0.0)
+            else:
+                q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
 
         # scores [BLOCK_H, BLOCK_K] = q . k over 4 latent tiles + rope (fp32 accumulation)
         if KV_FP8:
@@ -230,6 +253,14 @@ def _fwd_sparse_mla_kernel(
             s += _mma(q2, tl.trans(v2), zero, UPCAST) * sc2[None, :]
             v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
             s += _mma(q3, tl.trans(v3), zero, UPCAST) * sc3[None, :]
+        elif WIDE_LATENT:
+            kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
+            vw = tl.load(kv_ptr + row[:, None] * 576 + d5[None, :], mask=vmask, other=0.0)
+            if UNCHAIN_QK:
+                s = _mma(qr, tl.trans(kr), zero_rt, UPCAST) + _mma(qw, tl.trans(vw), zero_rt, UPCAST)
+            else:
+                s = _mma(qr, tl.trans(kr), tl.zeros([BLOCK_H, BLOCK_K], tl.float32), UPCAST)
+                s = _mma(qw, tl.trans(vw), s, UPCAST)
         elif UNCHAIN_QK:  # five independent dots summed: no q.k dot feeds another dot (bf16)
             kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
             zero = zero_rt
@@ -281,6 +312,8 @@ def _fwd_sparse_mla_kernel(
             acc1 = _mma((p * sc1[None, :]).to(tl.bfloat16), v1, acc1 * alpha[:, None], UPCAST)
             acc2 = _mma((p * sc2[None, :]).to(tl.bfloat16), v2, acc2 * alpha[:, None], UPCAST)
             acc3 = _mma((p * sc3[None, :]).to(tl.bfloat16), v3, acc3 * alpha[:, None], UPCAST)
+        elif WIDE_LATENT:
+            accw = _mma(pb, vw, accw * alpha[:, None], UPCAST)
         else:
             acc0 = _mma(pb, v0, acc0 * alpha[:, None], UPCAST)
             acc1 = _mma(pb, v1, acc1 * alpha[:, None], UPCAST)
@@ -292,10 +325,14 @@ def _fwd_sparse_mla_kernel(
     lse2 = m_i + tl.log2(tl.where(has, l_i, 1.0))
     if not SPLIT_K:
         o_row = out_ptr + r64 * stride_or + h[:, None] * stride_oh + d[None, :]
-        tl.store(o_row, (acc0 * inv[:, None]).to(tl.bfloat16), mask=qmask)
-        tl.store(o_row + 128, (acc1 * inv[:, None]).to(tl.bfloat16), mask=qmask)
-        tl.store(o_row + 256, (acc2 * inv[:, None]).to(tl.bfloat16), mask=qmask)
-        tl.store(o_row + 384, (acc3 * inv[:, None]).to(tl.bfloat16), mask=qmask)
+        if WIDE_LATENT:
+            tl.store(out_ptr + r64 * stride_or + h[:, None] * stride_oh + d5[None, :],
+                     (accw * inv[:, None]).to(tl.bfloat16), mask=qmask)
+        else:
+            tl.store(o_row, (acc0 * inv[:, None]).to(tl.bfloat16), mask=qmask)
+            tl.store(o_row + 128, (acc1 * inv[:, None]).to(tl.bfloat16), mask=qmask)
+            tl.store(o_row + 256, (acc2 * inv[:, None]).to(tl.bfloat16), mask=qmask)
+            tl.store(o_row + 384, (acc3 * inv[:, None]).to(tl.bfloat16), mask=qmask)
         lse = tl.where(has, lse2 * _LN2, float("inf"))
         l_off = (pid_r // s_q).to(tl.int64) * stride_lb + (pid_r % s_q) * stride_lj + h * stride_lh
         tl.store(lse_ptr + l_off, lse, mask=h_ok)
@@ -303,10 +340,14 @@ def _fwd_sparse_mla_kernel(
         tl.store(maxl_ptr + r64 * stride_mr + h, maxl, mask=h_ok)
     else:
         o_row = out_ptr + r64 * stride_or + pid_s * stride_os + h[:, None] * stride_oh + d[None, :]
-        tl.store(o_row, acc0 * inv[:, None], mask=qmask)
-        tl.store(o_row + 128, acc1 * inv[:, None], mask=qmask)
-        tl.store(o_row + 256, acc2 * inv[:, None], mask=qmask)
-        tl.store(o_row + 384, acc3 * inv[:, None], mask=qmask)
+        if WIDE_LATENT:
+            tl.store(out_ptr + r64 * stride_or + pid_s * stride_os + h[:, None] * stride_oh + d5[None, :],
+                     accw * inv[:, None], mask=qmask)
+        else:
+            tl.store(o_row, acc0 * inv[:, None], mask=qmask)
+            tl.store(o_row + 128, acc1 * inv[:, None], mask=qmask)
+            tl.store(o_row + 256, acc2 * inv[:, None], mask=qmask)
+            tl.store(o_row + 384, acc3 * inv[:, None], mask=qmask)
         part = tl.where(has, lse2, float("-inf"))
         tl.store(lse_ptr + r64 * stride_lb + pid_s * stride_ls + h * stride_lh, part, mask=h_ok)
 
@@ -383,11 +424,13 @@ class _Config:
     def __init__(self, meta: dict, options: dict, source: str):
         self.meta, self.options, self.source = meta, options, source
 
-    def tile(self) -> dict:
-        """The fwd kernel's tile constexprs (launcher and compile specs alike)."""
+    def tile(self, kv_fp8: bool) -> dict:
+        """The fwd kernel's tile constexprs (launcher and compile specs alike); WIDE_LATENT applies
+        to bf16 rows only (FP8 records scale each 128-dim tile separately)."""
         m = self.meta
         return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
-                "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0)), "UNCHAIN_QK": bool(m.get("UNCHAIN_QK", 0))}
+                "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0)), "UNCHAIN_QK": bool(m.get("UNCHAIN_QK", 0)),
+                "WIDE_LATENT": bool(m.get("WIDE_LATENT", 0)) and not kv_fp8}
 
 
 def _resolve(op: str, arch: str, heads: int, rows: int, kv_fp8: bool, overrides: dict | None) -> _Config:
@@ -468,7 +511,7 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
     kv, kv_word, kv_half = _kv_views(rows, kv_fp8)
     common = dict(KV_FP8=kv_fp8, FP8_DECODE=_fp8_decode_mode(kv_fp8, fp8_dtype, arch),
                   SPLIT_K=splits > 1, UPCAST=interpreting(),
-                  **cfg.tile(), **cfg.options)
+                  **cfg.tile(kv_fp8), **cfg.options)
     grid = (r * triton.cdiv(h, block_h), splits)
     scale2 = float(sm_scale) * _LOG2E
     if splits == 1:
@@ -617,7 +660,7 @@ def compile_specs(arch: str) -> list:
                     signature=sig,
                     constexprs={"KV_FP8": kv_fp8, "FP8_DECODE": fp8_mode if kv_fp8 else 1,
                                 "SPLIT_K": splits > 1, "UPCAST": False,
-                                **cfg.tile()},
+                                **cfg.tile(kv_fp8)},
                     num_warps=cfg.options.get("num_warps", 4), num_stages=cfg.options.get("num_stages", 1),
                     waves_per_eu=cfg.options.get("waves_per_eu", 0),
                     matrix_instr_nonkdim=cfg.options.get("matrix_instr_nonkdim", 0),

@@ -201,11 +201,12 @@ def test_decode_split_writes_every_output(device):
 
 @pytest.mark.parametrize("kv", ["bf16", "fp8"])
 @pytest.mark.parametrize("tile", [{"IDX_AHEAD": 1}, {"Q_IN_LOOP": 1}, {"IDX_AHEAD": 1, "Q_IN_LOOP": 1},
-                                  {"UNCHAIN_QK": 1}, {"UNCHAIN_QK": 1, "Q_IN_LOOP": 1, "IDX_AHEAD": 1}])
+                                  {"UNCHAIN_QK": 1}, {"UNCHAIN_QK": 1, "Q_IN_LOOP": 1, "IDX_AHEAD": 1},
+                                  {"WIDE_LATENT": 1}, {"WIDE_LATENT": 1, "UNCHAIN_QK": 1, "Q_IN_LOOP": 1}])
 def test_decode_tile_options_match_the_reference(tile, kv, device):
     """The Hopper tile options (indices loaded one block ahead; the query re-read every key
-    block; q.k as independent dots with the softmax behind a runtime branch) over split-K decode
-    with -1 entries, against the reference."""
+    block; q.k as independent dots with the softmax behind a runtime branch; the 512 latent dims
+    as one tile, bf16 only) over split-K decode with -1 entries, against the reference."""
     from rocm_dsa.triton_kernels import sparse_mla
 
     b, s_q, h, topk = 2, 2, 16, 96
