@@ -92,6 +92,28 @@ def test_prefill_odd_topk_and_heads(topk, device):
         assert_close(g, w, name=name, **({} if name == "out" else F32_TOL))
 
 
+@pytest.mark.parametrize("tile", [{"UNCHAIN_QK": 1}, {"WIDE_LATENT": 1, "UNCHAIN_QK": 1, "Q_IN_LOOP": 1},
+                                  {"WIDE_LATENT": 1, "IDX_AHEAD": 1}])
+def test_prefill_hopper_tile_options_match_the_reference(tile, device):
+    """The Hopper tile options over prefill: a head count that fills no block (masked heads),
+    -1 / out-of-range entries, a row without any valid index."""
+    from rocm_dsa.triton_kernels import sparse_mla
+
+    t, h, n, topk = 4, 20, 200, 40
+    q = torch.randn(t, h, 576).to(torch.bfloat16).to(device)
+    rows = _cache_rows(n, "bf16", torch.float8_e4m3fn, device).unsqueeze(1)
+    idx = _indices(t, topk, n, device).unsqueeze(1)
+    idx[1, 0, 5:17] = -1
+    idx[3, 0, :] = n + 7  # no valid index: out 0, lse +inf, max_logits -inf
+    got = sparse_mla.sparse_mla_prefill(q, rows, idx, SM_SCALE, 512, torch.float8_e4m3fn,
+                                        arch=detect(device).arch, config={**tile, "BLOCK_H": 16, "BLOCK_K": 16})
+    want = ops.sparse_mla_prefill(q, rows, idx, sm_scale=SM_SCALE, provider="reference")
+    assert_close(got[0], want[0], name="out")
+    assert_close(got[1], want[1], name="max_logits", **F32_TOL)
+    assert_close(got[2], want[2], name="lse", **F32_TOL)
+    assert (got[0][3] == 0).all() and torch.isposinf(got[2][3]).all() and torch.isneginf(got[1][3]).all()
+
+
 def test_prefill_writes_every_output(device):
     """Poisoned outputs: every element of out / max_logits / lse is written, also for heads that
     only partly fill the last head block."""
