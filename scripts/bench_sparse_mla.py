@@ -143,6 +143,48 @@ def gather_ceiling(pool: "Pool"):
     log("gather ceiling", RESULTS["ceilings"])
 
 
+def gather_read_ceiling(pool: "Pool"):
+    """A read-only random-row gather of the decode sweep's rows (B=128, 2048 random rows of a
+    32K context each, 1152 B/row): a small Triton kernel XOR-folds each gathered row into
+    registers, many programs per SM; bytes read / time, the best of two tilings. The roofline of
+    a decode kernel that streams the same rows once (no output rows written)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _gather_read(rows_ptr, idx_ptr, out_ptr, keys_per_prog, topk, BLOCK_R: tl.constexpr):
+        r = tl.program_id(0)
+        sp = tl.program_id(1)
+        w = tl.arange(0, 256)
+        w2 = tl.arange(0, 32)
+        acc = tl.zeros([BLOCK_R, 256], tl.int32)
+        acc2 = tl.zeros([BLOCK_R, 32], tl.int32)
+        k_lo = sp * keys_per_prog
+        for k0 in range(k_lo, k_lo + keys_per_prog, BLOCK_R):
+            kk = k0 + tl.arange(0, BLOCK_R)
+            m = kk < topk
+            row = tl.load(idx_ptr + r * topk + kk, mask=m, other=0).to(tl.int64)
+            acc ^= tl.load(rows_ptr + row[:, None] * 288 + w[None, :], mask=m[:, None], other=0)
+            acc2 ^= tl.load(rows_ptr + row[:, None] * 288 + 256 + w2[None, :], mask=m[:, None], other=0)
+        o = out_ptr + (r * tl.num_programs(1) + sp) * 288
+        tl.store(o + w, tl.xor_sum(acc, axis=0))
+        tl.store(o + 256 + w2, tl.xor_sum(acc2, axis=0))
+
+    b = small(128, 2)
+    idx = decode_indices(pool, b, 1, small(32768, 2048)).view(b, TOPK)
+    rows = pool.bf16.view(torch.int32).view(-1, 288)
+    best = None
+    for block_r, keys, warps in ((32, 256, 4), (16, 128, 4)):
+        out = torch.empty(b, TOPK // keys, 288, dtype=torch.int32, device=DEV)
+        fn = lambda: _gather_read[(b, TOPK // keys)](rows, idx, out, keys, TOPK, BLOCK_R=block_r,  # noqa: E731
+                                                   num_warps=warps)
+        ms = timed(fn, 10)
+        gbs = idx.numel() * 1152 / ms / 1e6
+        best = gbs if best is None else max(best, gbs)
+    RESULTS["ceilings"]["gather_read_GBps"] = round(best, 1)
+    log("gather read ceiling", RESULTS["ceilings"])
+
+
 # ---------------------------------------------------------------------------------------------
 # inputs
 # ---------------------------------------------------------------------------------------------
@@ -564,7 +606,8 @@ def markdown() -> str:
     lines = [f"# Sparse MLA on {dev} (measured by scripts/bench_sparse_mla.py)", "",
              f"Ceilings measured in the same run: copy {c.get('copy_GBps')} GB/s, "
              f"bf16 matmul {c.get('bf16_matmul_TFLOPs')} TFLOP/s, random 1152-B row gather (index_select, "
-             f"read+write) {c.get('gather_copy_GBps')} GB/s. Command: `{RESULTS.get('command')}`", ""]
+             f"read+write) {c.get('gather_copy_GBps')} GB/s, the same rows read only (Triton) "
+             f"{c.get('gather_read_GBps')} GB/s. Command: `{RESULTS.get('command')}`", ""]
     if RESULTS["numerics"]:
         lines += ["## Numerics vs reference provider", "", "| case | ok | out max abs | out cos | lse max abs |",
                   "|---|---|---|---|---|"]
@@ -656,6 +699,7 @@ def main():
         numerics(pool, arch)
     if "ceilings" in parts:
         gather_ceiling(pool)
+        gather_read_ceiling(pool)
     if "tune" in parts and ARGS.tune:  # before the sweeps: each family's winner is used there
         tune(pool, arch)
         RESULTS["tuned_configs"] = {"/".join(k): v for k, v in BEST.items()}
