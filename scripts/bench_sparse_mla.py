@@ -175,9 +175,10 @@ def gather_read_ceiling(pool: "Pool"):
     rows = pool.bf16.view(torch.int32).view(-1, 288)
     best = None
     for block_r, keys, warps in ((32, 256, 4), (16, 128, 4)):
-        out = torch.empty(b, TOPK // keys, 288, dtype=torch.int32, device=DEV)
-        fn = lambda: _gather_read[(b, TOPK // keys)](rows, idx, out, keys, TOPK, BLOCK_R=block_r,  # noqa: E731
-                                                   num_warps=warps)
+        splits = triton.cdiv(TOPK, keys)
+        out = torch.empty(b, splits, 288, dtype=torch.int32, device=DEV)
+        fn = lambda: _gather_read[(b, splits)](rows, idx, out, keys, TOPK, BLOCK_R=block_r,  # noqa: E731
+                                             num_warps=warps)
         ms = timed(fn, 10)
         gbs = idx.numel() * 1152 / ms / 1e6
         best = gbs if best is None else max(best, gbs)
@@ -528,12 +529,13 @@ TUNE = {
     ("decode", (128, 128, 32768), "fp8"): [
         {}, {"BLOCK_H": 64, "BLOCK_K": 32, "num_warps": 8}, {"BLOCK_K": 16, "num_warps": 8, "num_stages": 3}],
 }
-# --tune-wide: the options still open for the Hopper targets (third session: WIDE_LATENT, the 512
-# latent dims as one tile, with and without IDX_AHEAD for H=128); every earlier sweep (8 warps,
-# BLOCK_K 32 with 3-5 stages, 16 warps for H=128, ...) is recorded in docs/results/sparse-mla-tune-h200*
+# --tune-wide: the options still open for the Hopper targets. Overrides merge onto the JSON config
+# (sm90 decode H >= 64 bf16 already has WIDE_LATENT + IDX_AHEAD), so the decode entries switch
+# them off explicitly; every earlier sweep (8 warps, BLOCK_K 32 with 3-5 stages, 16 warps for
+# H=128, ...) is recorded in docs/results/sparse-mla-tune-h200*
 TUNE_WIDE = {
     ("decode", (128, 128, 32768), "bf16"): [
-        {}, {"WIDE_LATENT": 1, "IDX_AHEAD": 1}, {"IDX_AHEAD": 1}, {"WIDE_LATENT": 1}],
+        {}, {"WIDE_LATENT": 0, "IDX_AHEAD": 0}, {"WIDE_LATENT": 0}, {"IDX_AHEAD": 0}],
     ("prefill", (4096, 128), "bf16"): [{}, {"WIDE_LATENT": 1, "IDX_AHEAD": 1}],
     ("decode", (128, 16, 32768), "bf16"): [{}],
     ("decode", (64, 16, 32768), "bf16"): [{}],

@@ -5,6 +5,9 @@
 # Usage: OUT=$OUT [PARTS="topk sparse hip run check"] [RUN_PROVIDERS="triton hip"] bash scripts/h200_final_check.sh
 set -uo pipefail
 PARTS=" ${PARTS:-topk sparse hip run check} "
+for p in $PARTS; do
+  case $p in topk|sparse|hip|run|check) ;; *) echo "PARTS: unknown part '$p' (expected space-separated: topk sparse hip run check)" >&2; exit 2 ;; esac
+done
 has() { [[ "$PARTS" == *" $1 "* ]]; }
 OUT=${OUT:-results/h200}
 mkdir -p "$OUT/sparse" "$OUT/accept" "$OUT/hip-topk" "$OUT/topk-triton"

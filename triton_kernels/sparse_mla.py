@@ -5,11 +5,11 @@ One kernel body serves both phases. A program owns one query row (a prefill toke
 top-k list. All heads of a row share the row's indices, so the heads are the M dimension of the
 MFMA / MMA dots: each gathered latent row is read once per head block (once per query row when
 ``BLOCK_H >= H``), not once per head, and the head blocks of one row are adjacent programs, so
-after the first block the rows come from L2 rather than HBM. The online softmax runs in the log2 domain over blocks of
-``BLOCK_K`` keys; the 576 dims are processed as four 128-wide latent tiles plus the 64 rope dims,
-and the output accumulator is kept as four [BLOCK_H, 128] tiles, so no tile ever needs a
-[BLOCK_K, 576] slab in LDS at once (a 64x576 bf16 tile alone would be 72 KiB, over gfx942's
-64 KiB).
+after the first block the rows come from L2 rather than HBM. The online softmax runs in the log2
+domain over blocks of ``BLOCK_K`` keys. By default the 576 dims are processed as four 128-wide
+latent tiles plus the 64 rope dims and the output accumulator is kept as four [BLOCK_H, 128]
+tiles, so no tile ever needs a [BLOCK_K, 576] slab in LDS at once (a 64x576 bf16 tile alone would
+be 72 KiB, over gfx942's 64 KiB); ``WIDE_LATENT`` (Hopper) uses one 512-wide tile instead.
 
 FP8 caches (656-byte records: 512 e4m3 values, 4 fp32 tile scales, 64 bf16 rope values) are
 decoded in-kernel exactly: e4m3 values convert to bf16 without rounding, and the stored fp32
@@ -30,7 +30,8 @@ scripts/bench_sparse_mla.py) H >= 64 runs as 64-head blocks on two wgmma warp gr
 ``UNCHAIN_QK`` the q.k dots are independent and the softmax sits behind a runtime branch, which
 keeps Triton's NVIDIA layout heuristic from stacking both groups on the head rows (it does that
 for a dot whose result reaches another dot, and both groups then computed all of q.k), and
-``WIDE_LATENT`` (bf16 rows, 227 KB of shared memory) makes the 512 latent dims one tile, so a key
+``WIDE_LATENT`` (bf16 rows; 224 KiB of shared memory per program at BLOCK_H = BLOCK_K = 64 with two
+KV buffers, within Hopper's 227 KiB) makes the 512 latent dims one tile, so a key
 block is one q.k and one p.v dot per group. H <= 16 decode runs one 16-head mma.sync program per
 SM with two KV buffers (3 stages): the next block's gather is in flight while the current one is
 computed.
@@ -235,7 +236,7 @@ def _fwd_sparse_mla_kernel(
             else:
                 q0, q1, q2, q3, qr = _load_q(q_lat, q_rope, qmask)
 
-        # scores [BLOCK_H, BLOCK_K] = q . k over 4 latent tiles + rope (fp32 accumulation)
+        # scores [BLOCK_H, BLOCK_K] = q . k over the latent tiles + rope (fp32 accumulation)
         if KV_FP8:
             kr = tl.load(kv_half_ptr + row[:, None] * 328 + 264 + dr[None, :], mask=vmask, other=0.0)
             sc = kv_word_ptr + row * 164 + 128
@@ -294,7 +295,6 @@ def _fwd_sparse_mla_kernel(
             # q.k -> p.v chain from Triton's NVIDIA layout heuristic: warpsPerTileV3 puts every
             # warp on the rows of a dot whose result reaches another dot, so a 64-head tile on
             # 8 warps (two warp groups) computed all of q.k in both groups; behind the branch q.k
-            # splits its key columns over the groups
             # splits its key columns over the groups. Both branches compute the same values (a
             # constant in the other branch would cost shared memory for its layout conversion).
             if num_heads > 0:
@@ -306,7 +306,7 @@ def _fwd_sparse_mla_kernel(
         l_i = l_i * alpha + l_blk
         m_i = m_new
 
-        # out += p . v per 128-dim tile (FP8: the tile scale multiplies p in fp32)
+        # out += p . v per latent tile (FP8: the 128-dim tile's scale multiplies p in fp32)
         if KV_FP8:
             acc0 = _mma((p * sc0[None, :]).to(tl.bfloat16), v0, acc0 * alpha[:, None], UPCAST)
             acc1 = _mma((p * sc1[None, :]).to(tl.bfloat16), v1, acc1 * alpha[:, None], UPCAST)

@@ -241,6 +241,26 @@ def test_decode_tile_options_match_the_reference(tile, kv, device):
     assert_close(got[1], want[1], name="lse", **F32_TOL)
 
 
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_sm90_tile_writes_every_output(splits, device):
+    """The sm90 H >= 64 decode tile (64-head block, UNCHAIN_QK + WIDE_LATENT + IDX_AHEAD +
+    Q_IN_LOOP) at H=64 into poisoned outputs, split and unsplit, against the reference."""
+    from rocm_dsa.triton_kernels.sparse_mla import _launch
+
+    b, s_q, h, topk = 2, 1, 64, 48
+    q, cache, idx = _paged_decode_inputs(b, s_q, h, topk, "bf16", torch.float8_e4m3fn, device)
+    rows = cache.buffer.view(-1, 576)
+    out = poison(torch.empty(b * s_q, h, 512, dtype=torch.bfloat16, device=device))
+    lse = poison(torch.empty(b, h, s_q, device=device))
+    tile = {"BLOCK_H": 64, "BLOCK_K": 16, "UNCHAIN_QK": 1, "WIDE_LATENT": 1, "IDX_AHEAD": 1, "Q_IN_LOOP": 1}
+    _launch(q.view(b * s_q, h, 576), rows, False, idx.view(b * s_q, topk), SM_SCALE, torch.float8_e4m3fn,
+            detect(device).arch, "sparse_mla_decode", s_q, out, lse, (lse.stride(0), lse.stride(2), lse.stride(1)),
+            None, splits, overrides=tile)
+    want = ops.sparse_mla_decode(q, cache, idx, sm_scale=SM_SCALE, provider="reference")
+    assert_close(out.view(b, s_q, h, 512), want[0], name="out")
+    assert_close(lse, want[1], name="lse", **F32_TOL)
+
+
 def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     """The merge walks the splits with a running max over blocks of BLOCK_HM heads: force 2-head
     blocks over 5 splits (one of them empty) and compare with the reference."""
