@@ -11,6 +11,8 @@ What it measures (all on the GPU it runs on; label figures with that GPU, never 
   decode     B in {1, 8, 64, 128} x H in {16, 64, 128} x context {4K, 32K, 128K}, topk 2048
   prefill    T in {1K, 4K, 16K} x H in {16, 128}, topk 2048 (all indices valid)
   tune       a few tile configs per key shape (``--tune``)
+  stability  decode B=128 H=16 timed 6 times in a row (part ``stability``; ``--warm-pool`` reads
+             the whole cache once before any timing)
 Timing: CUDA-graph replay of one call, L2 flushed before each replay, device events, median of
 ``--reps`` after warm-up. GB/s counts the KV rows gathered once per query row + q + out (the
 algorithmic bytes); TFLOP/s counts 2*H*topk*(576+512) per query row (all indices valid).
@@ -508,6 +510,21 @@ def prefill_sweep(pool: Pool, arch: str, peer):
                 save()
 
 
+def stability(pool: Pool, arch: str):
+    """Decode B=128 H=16 bf16 (JSON config) timed 6 times in a row, fresh indices each time:
+    shows whether early timings in a run read slow."""
+    b, h, ctx = small(128, 2), 16, small(32768, 2048)
+    for i in range(6):
+        idx = decode_indices(pool, b, 1, ctx)
+        q = queries(b, h).view(b, 1, h, 576)
+        ms = timed(ours_decode(q, pool.kv("bf16"), idx, torch.float8_e4m3fn, arch), ARGS.reps)
+        e = entry("decode", "rocm-dsa triton", {"B": b, "H": h, "ctx": ctx, "s_q": 1}, "bf16", ms, b, h)
+        e["repeat"] = i
+        RESULTS.setdefault("stability", []).append(e)
+        log("stability", e)
+    save()
+
+
 # (kind, shape, fmt) -> config overrides tried; {} = the JSON config. The winner of each family is
 # applied to the sweep shapes of its head bucket (H <= 16 / H > 16) and recorded in the results.
 TUNE = {
@@ -664,6 +681,7 @@ def main():
     p.add_argument("--tune", action="store_true", help="run the tile tuning sweep (part 'tune')")
     p.add_argument("--tune-wide", action="store_true", help="with --tune: the wider TUNE_WIDE sweep of the "
                    "Hopper targets (decode H=16/128 B=128, prefill H=128 T=4096) instead of TUNE")
+    p.add_argument("--warm-pool", action="store_true", help="read the whole latent cache once before any timing")
     p.add_argument("--smoke", action="store_true",
                    help="CPU smoke test of this script: TRITON_INTERPRET=1, tiny shapes, no peers")
     ARGS = p.parse_args()
@@ -696,12 +714,21 @@ def main():
         ceilings()
     pool = Pool(128 * 131072 if DEV == "cuda" else 64 * 1024, with_fp8=True)
     log("pool ready", pool.slots, "slots")
+    if ARGS.warm_pool:  # read the whole cache once before any timing (page tables / TLBs warm)
+        t = time.time()
+        for buf in (pool.bf16.view(-1), pool.fp8["rec"].view(-1)):
+            for c in buf.split(1 << 30):
+                c.view(torch.uint8).sum(dtype=torch.int64) if c.dtype == torch.uint8 else c.float().sum()
+        torch.cuda.synchronize() if DEV == "cuda" else None
+        log(f"pool read once in {time.time() - t:.1f}s")
     save()
     if "numerics" in parts:
         numerics(pool, arch)
     if "ceilings" in parts:
         gather_ceiling(pool)
         gather_read_ceiling(pool)
+    if "stability" in parts:
+        stability(pool, arch)
     if "tune" in parts and ARGS.tune:  # before the sweeps: each family's winner is used there
         tune(pool, arch)
         RESULTS["tuned_configs"] = {"/".join(k): v for k, v in BEST.items()}
