@@ -132,6 +132,16 @@ def _load_q(q_lat, q_rope, qmask):
 
 
 @triton.jit
+def _qk_add(s, q, k, zero, UNCHAIN_QK: tl.constexpr, UPCAST: tl.constexpr):
+    """s + q . k^T for one latent tile: chained through the dot's accumulator, or with
+    UNCHAIN_QK as an independent dot (accumulator ``zero``) added afterwards."""
+    if UNCHAIN_QK:
+        return s + _mma(q, tl.trans(k), zero, UPCAST)
+    else:
+        return _mma(q, tl.trans(k), s, UPCAST)
+
+
+@triton.jit
 def _softmax_block(s, m_i, m_use):
     """One key block of the online softmax (log2 domain): the rescale of the running sums, the
     block's probabilities in fp32 and bf16, and their row sums."""
@@ -185,13 +195,14 @@ def _fwd_sparse_mla_kernel(
     h_ok = h < num_heads
     d = tl.arange(0, 128)
     dr = tl.arange(0, 64)
-    q_lat = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + d[None, :]   # [BLOCK_H, 128] piece 0
-    q_rope = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + 512 + dr[None, :]
-    qmask = h_ok[:, None]
     # WIDE_LATENT (bf16 rows): the 512 latent dims are one [*, 512] tile for q, the gathered rows
     # and the output (one q.k dot and one p.v dot per key block instead of four each)
     d5 = tl.arange(0, 512)
-    q_wide = q_ptr + r64 * stride_qr + h[:, None] * stride_qh + d5[None, :]
+    q_head = q_ptr + r64 * stride_qr + h[:, None] * stride_qh
+    q_lat = q_head + d[None, :]   # [BLOCK_H, 128] piece 0
+    q_rope = q_head + 512 + dr[None, :]
+    q_wide = q_head + d5[None, :]
+    qmask = h_ok[:, None]
     # queries of this head block stay resident (registers / shared memory) for the key loop, or
     # with Q_IN_LOOP are re-read (from L1/L2) every key block, which frees their registers
     if not Q_IN_LOOP:
@@ -214,7 +225,9 @@ def _fwd_sparse_mla_kernel(
     if UNCHAIN_QK:
         # a zero the compiler cannot see as a constant: Triton folds `dot(a, b, 0) + c` into
         # `dot(a, b, c)`, which would chain the q.k dots again
-        zero_rt = tl.zeros([BLOCK_H, BLOCK_K], tl.float32) * sm_scale_log2
+        qk_zero = tl.zeros([BLOCK_H, BLOCK_K], tl.float32) * sm_scale_log2
+    else:
+        qk_zero = tl.zeros([BLOCK_H, BLOCK_K], tl.float32)
     k_lo = pid_s * keys_per_split
     k_hi = tl.minimum(k_lo + keys_per_split, topk)
     idx_row = idx_ptr + r64 * stride_ir
@@ -254,37 +267,24 @@ def _fwd_sparse_mla_kernel(
             s += _mma(q2, tl.trans(v2), zero, UPCAST) * sc2[None, :]
             v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
             s += _mma(q3, tl.trans(v3), zero, UPCAST) * sc3[None, :]
-        elif WIDE_LATENT:
-            kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
-            vw = tl.load(kv_ptr + row[:, None] * 576 + d5[None, :], mask=vmask, other=0.0)
-            if UNCHAIN_QK:
-                s = _mma(qr, tl.trans(kr), zero_rt, UPCAST) + _mma(qw, tl.trans(vw), zero_rt, UPCAST)
-            else:
-                s = _mma(qr, tl.trans(kr), tl.zeros([BLOCK_H, BLOCK_K], tl.float32), UPCAST)
-                s = _mma(qw, tl.trans(vw), s, UPCAST)
-        elif UNCHAIN_QK:  # five independent dots summed: no q.k dot feeds another dot (bf16)
-            kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
-            zero = zero_rt
-            s = _mma(qr, tl.trans(kr), zero, UPCAST)
-            v0 = _load_latent(kv_ptr, row, vmask, 0, KV_FP8, FP8_DECODE)
-            s += _mma(q0, tl.trans(v0), zero, UPCAST)
-            v1 = _load_latent(kv_ptr, row, vmask, 128, KV_FP8, FP8_DECODE)
-            s += _mma(q1, tl.trans(v1), zero, UPCAST)
-            v2 = _load_latent(kv_ptr, row, vmask, 256, KV_FP8, FP8_DECODE)
-            s += _mma(q2, tl.trans(v2), zero, UPCAST)
-            v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
-            s += _mma(q3, tl.trans(v3), zero, UPCAST)
         else:
+            # bf16: with UNCHAIN_QK every q.k dot is independent and the partial scores are
+            # summed, so no q.k dot feeds another dot
             kr = tl.load(kv_ptr + row[:, None] * 576 + 512 + dr[None, :], mask=vmask, other=0.0)
-            s = _mma(qr, tl.trans(kr), tl.zeros([BLOCK_H, BLOCK_K], tl.float32), UPCAST)
-            v0 = _load_latent(kv_ptr, row, vmask, 0, KV_FP8, FP8_DECODE)
-            s = _mma(q0, tl.trans(v0), s, UPCAST)
-            v1 = _load_latent(kv_ptr, row, vmask, 128, KV_FP8, FP8_DECODE)
-            s = _mma(q1, tl.trans(v1), s, UPCAST)
-            v2 = _load_latent(kv_ptr, row, vmask, 256, KV_FP8, FP8_DECODE)
-            s = _mma(q2, tl.trans(v2), s, UPCAST)
-            v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
-            s = _mma(q3, tl.trans(v3), s, UPCAST)
+            if WIDE_LATENT:
+                vw = tl.load(kv_ptr + row[:, None] * 576 + d5[None, :], mask=vmask, other=0.0)
+            s = _mma(qr, tl.trans(kr), qk_zero, UPCAST)
+            if WIDE_LATENT:
+                s = _qk_add(s, qw, vw, qk_zero, UNCHAIN_QK, UPCAST)
+            else:
+                v0 = _load_latent(kv_ptr, row, vmask, 0, KV_FP8, FP8_DECODE)
+                s = _qk_add(s, q0, v0, qk_zero, UNCHAIN_QK, UPCAST)
+                v1 = _load_latent(kv_ptr, row, vmask, 128, KV_FP8, FP8_DECODE)
+                s = _qk_add(s, q1, v1, qk_zero, UNCHAIN_QK, UPCAST)
+                v2 = _load_latent(kv_ptr, row, vmask, 256, KV_FP8, FP8_DECODE)
+                s = _qk_add(s, q2, v2, qk_zero, UNCHAIN_QK, UPCAST)
+                v3 = _load_latent(kv_ptr, row, vmask, 384, KV_FP8, FP8_DECODE)
+                s = _qk_add(s, q3, v3, qk_zero, UNCHAIN_QK, UPCAST)
 
         # online softmax in the log2 domain; invalid keys score -inf
         s = tl.where(valid[None, :], s * sm_scale_log2, float("-inf"))
@@ -324,11 +324,11 @@ def _fwd_sparse_mla_kernel(
     inv = 1.0 / tl.where(has, l_i, 1.0)
     lse2 = m_i + tl.log2(tl.where(has, l_i, 1.0))
     if not SPLIT_K:
-        o_row = out_ptr + r64 * stride_or + h[:, None] * stride_oh + d[None, :]
+        o_head = out_ptr + r64 * stride_or + h[:, None] * stride_oh
         if WIDE_LATENT:
-            tl.store(out_ptr + r64 * stride_or + h[:, None] * stride_oh + d5[None, :],
-                     (accw * inv[:, None]).to(tl.bfloat16), mask=qmask)
+            tl.store(o_head + d5[None, :], (accw * inv[:, None]).to(tl.bfloat16), mask=qmask)
         else:
+            o_row = o_head + d[None, :]
             tl.store(o_row, (acc0 * inv[:, None]).to(tl.bfloat16), mask=qmask)
             tl.store(o_row + 128, (acc1 * inv[:, None]).to(tl.bfloat16), mask=qmask)
             tl.store(o_row + 256, (acc2 * inv[:, None]).to(tl.bfloat16), mask=qmask)
@@ -339,11 +339,11 @@ def _fwd_sparse_mla_kernel(
         maxl = tl.where(has, m_i * _LN2, float("-inf"))
         tl.store(maxl_ptr + r64 * stride_mr + h, maxl, mask=h_ok)
     else:
-        o_row = out_ptr + r64 * stride_or + pid_s * stride_os + h[:, None] * stride_oh + d[None, :]
+        o_head = out_ptr + r64 * stride_or + pid_s * stride_os + h[:, None] * stride_oh
         if WIDE_LATENT:
-            tl.store(out_ptr + r64 * stride_or + pid_s * stride_os + h[:, None] * stride_oh + d5[None, :],
-                     accw * inv[:, None], mask=qmask)
+            tl.store(o_head + d5[None, :], accw * inv[:, None], mask=qmask)
         else:
+            o_row = o_head + d[None, :]
             tl.store(o_row, acc0 * inv[:, None], mask=qmask)
             tl.store(o_row + 128, acc1 * inv[:, None], mask=qmask)
             tl.store(o_row + 256, acc2 * inv[:, None], mask=qmask)
