@@ -7,10 +7,12 @@ comparison for top-k results.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
-__all__ = ["TOLERANCES", "Diff", "compare", "assert_close", "topk_overlap", "assert_topk_equal", "poison"]
+__all__ = ["TOLERANCES", "Diff", "compare", "assert_close", "topk_overlap", "topk_set_diff", "assert_topk_equal",
+           "poison"]
 
 #: (atol, rtol, min cosine similarity) by the dtype the tested result was produced in
 TOLERANCES: dict[torch.dtype, tuple[float, float, float]] = {
@@ -93,6 +95,33 @@ def topk_overlap(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Mean over rows of |A ∩ E| / |E| for -1-padded index rows (1.0 when all rows agree)."""
     fr = [len(a & e) / len(e) if e else float(not a) for a, e in zip(_row_sets(actual), _row_sets(expected))]
     return sum(fr) / max(1, len(fr))
+
+
+def topk_set_diff(actual: torch.Tensor, expected: torch.Tensor) -> dict[str, Any]:
+    """Vectorized comparison of -1-padded top-k index rows on their own device (for benchmark
+    scripts at full shapes, where :func:`assert_topk_equal`'s Python sets are slow).
+
+    Args:
+        actual, expected: [R, k] integer index rows of the same shape; entries < 0 are padding.
+    Returns:
+        ``{"rows": R, "rows_differ": rows whose sets of valid entries differ, "prefix_ok":
+        whether every row of ``actual`` is its valid entries followed only by negatives}``.
+    Raises:
+        ValueError: the shapes differ or are not 2-D.
+    Semantics: the exact-set contract of :func:`rocm_dsa.ops.topk_indices` (the order within a row
+    is not compared), as :func:`assert_topk_equal` checks it in the tests.
+    """
+    if actual.dim() != 2 or actual.shape != expected.shape:
+        raise ValueError(f"actual/expected: expected two [R, k] tensors of one shape, got "
+                         f"{list(actual.shape)} and {list(expected.shape)}")
+    a, e = actual.long(), expected.long().to(actual.device)
+    valid = a >= 0
+    n = valid.sum(1)
+    prefix_ok = bool((valid == (torch.arange(a.shape[1], device=a.device)[None, :] < n[:, None])).all())
+    big = 1 << 40  # sorts after every index
+    sa = torch.where(valid, a, big).sort(1).values
+    se = torch.where(e >= 0, e, big).sort(1).values
+    return {"rows": a.shape[0], "rows_differ": int((sa != se).any(1).sum()), "prefix_ok": prefix_ok}
 
 
 def assert_topk_equal(actual: torch.Tensor, expected: torch.Tensor, name: str = "indices") -> None:

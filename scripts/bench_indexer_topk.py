@@ -26,6 +26,8 @@ import traceback
 
 import torch
 
+from rocm_dsa.testing import topk_set_diff as set_diff
+
 T0 = time.time()
 BUDGET_S = 240.0
 RESULTS: dict = {"sections": {}, "errors": {}}
@@ -84,19 +86,6 @@ def diff(a, b):
         "max_rel": float((d / b[both].abs().clamp_min(1e-6)).max()) if d.numel() else 0.0,
         "rel_l2": float(d.norm() / b[both].norm().clamp_min(1e-30)) if d.numel() else 0.0,
     }
-
-
-def set_diff(got, want):
-    """Rows whose index sets differ, and whether every row is a -1-free prefix + -1 tail."""
-    g, w = got.long(), want.long()
-    k = g.shape[1]
-    gv = g >= 0
-    n = gv.sum(1)
-    prefix_ok = bool((gv == (torch.arange(k, device=g.device)[None, :] < n[:, None])).all())
-    gs = torch.where(gv, g, torch.full_like(g, 1 << 40)).sort(1).values
-    ws = torch.where(w >= 0, w, torch.full_like(w, 1 << 40)).sort(1).values
-    bad = (gs != ws).any(1)
-    return {"rows": g.shape[0], "rows_differ": int(bad.sum()), "prefix_ok": prefix_ok}
 
 
 # --------------------------------------------------------------------------------------------

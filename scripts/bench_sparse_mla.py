@@ -600,8 +600,12 @@ def tune(pool: Pool, arch: str):
                     out = fn()[0]
                     ms = timed(fn, max(3, ARGS.reps // 2))
                     e = entry("prefill", "rocm-dsa triton", {"T": t, "H": h}, fmt, ms, t, h, cfg)
-                ref_out = ours_decode(q, kv, idx, torch.float8_e4m3fn, arch)()[0] if kind == "decode" \
-                    else ours_prefill(q, kvf, idx, torch.float8_e4m3fn, arch)()[0]
+                if not cfg:  # the JSON config itself
+                    ref_out = out
+                elif kind == "decode":
+                    ref_out = ours_decode(q, kv, idx, torch.float8_e4m3fn, arch)()[0]
+                else:
+                    ref_out = ours_prefill(q, kvf, idx, torch.float8_e4m3fn, arch)()[0]
                 d = compare(out, ref_out)
                 e["vs_default"] = {"max_abs": d.max_abs, "cos": d.cosine, "mismatches": d.nonfinite_mismatch}
                 agrees = d.cosine >= 0.9999 and d.nonfinite_mismatch == 0

@@ -32,6 +32,8 @@ import traceback
 
 import torch
 
+from rocm_dsa.testing import topk_set_diff
+
 T0 = time.time()
 RES: dict = {"exact": {}, "speed": {}, "profile": {}, "errors": {}}
 OUT = "."
@@ -78,18 +80,10 @@ def reference(x, starts, ends, k):
 
 
 def compare(got, want):
-    g, w = got.long(), want.long()
-    k = g.shape[1]
-    gv = g >= 0
-    n = gv.sum(1)
-    prefix_ok = bool((gv == (torch.arange(k, device=g.device)[None, :] < n[:, None])).all())
-    big = 1 << 40
-    gs = torch.where(gv, g, big).sort(1).values
-    ws = torch.where(w >= 0, w, big).sort(1).values
-    bad = int((gs != ws).any(1).sum())
-    poison = int((g == -7).sum())
-    return {"rows_differ": bad, "prefix_ok": prefix_ok, "poison_left": poison,
-            "exact": bad == 0 and prefix_ok and poison == 0}
+    d = topk_set_diff(got, want)
+    poison = int((got == -7).sum())
+    return {"rows_differ": d["rows_differ"], "prefix_ok": d["prefix_ok"], "poison_left": poison,
+            "exact": d["rows_differ"] == 0 and d["prefix_ok"] and poison == 0}
 
 
 def inputs(kind, r, c, dev, gen):

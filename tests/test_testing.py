@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from rocm_dsa.testing import TOLERANCES, assert_close, assert_topk_equal, compare, poison, topk_overlap
+from rocm_dsa.testing import (TOLERANCES, assert_close, assert_topk_equal, compare, poison, topk_overlap,
+                              topk_set_diff)
 
 INF, NAN = math.inf, math.nan
 
@@ -106,3 +107,14 @@ def test_poison():
     assert (poison(torch.zeros(3, dtype=torch.uint8)) == 0xA5).all()
     t = torch.zeros(2)
     assert poison(t) is t  # in place
+
+
+def test_topk_set_diff_counts_rows_whose_sets_differ():
+    want = _t([[3, 1, 2, -1], [0, 5, -1, -1], [7, -1, -1, -1]])
+    assert topk_set_diff(_t([[1, 2, 3, -1], [5, 0, -1, -1], [7, -1, -1, -1]]), want) == \
+        {"rows": 3, "rows_differ": 0, "prefix_ok": True}
+    # row 1 has another index, row 2 a -1 inside its prefix (same set, bad layout)
+    d = topk_set_diff(_t([[1, 2, 3, -1], [5, 4, -1, -1], [-1, 7, -1, -1]]), want)
+    assert d == {"rows": 3, "rows_differ": 1, "prefix_ok": False}
+    with pytest.raises(ValueError, match="actual/expected"):
+        topk_set_diff(_t([[1, 2]]), _t([[1, 2, 3]]))
