@@ -16,13 +16,20 @@ DSA_DEVICE uint32_t wave_inclusive_sum(uint32_t v) {
   return v;
 }
 
-// Scratch of the block scan: one word per wave (+1 for the total).
+// The waves of a BLOCK-thread workgroup; the block scan and min / max combine one word per wave
+// within a single wave, so a block may hold at most DSA_WAVE_SIZE waves.
 template <int BLOCK>
-struct BlockScanScratch {
+struct BlockWaves {
   static constexpr int WAVES = BLOCK / DSA_WAVE_SIZE;
   static_assert(BLOCK % DSA_WAVE_SIZE == 0, "block must be a whole number of waves");
-  static_assert(WAVES <= DSA_WAVE_SIZE, "the wave totals are scanned by one wave");
-  uint32_t wave_sum[WAVES > 0 ? WAVES : 1];
+  static_assert(WAVES <= DSA_WAVE_SIZE, "the per-wave words are combined by one wave");
+  static constexpr int WORDS = WAVES > 0 ? WAVES : 1;  // scratch array size (never zero-sized)
+};
+
+// Scratch of the block scan: one word per wave (+1 for the total).
+template <int BLOCK>
+struct BlockScanScratch : BlockWaves<BLOCK> {
+  uint32_t wave_sum[BlockWaves<BLOCK>::WORDS];
   uint32_t total;
 };
 
@@ -50,12 +57,9 @@ DSA_DEVICE uint32_t block_exclusive_sum(uint32_t v, uint32_t* total, BlockScanSc
 
 // Scratch of the block min / max: one word per wave each.
 template <int BLOCK>
-struct BlockReduceScratch {
-  static constexpr int WAVES = BLOCK / DSA_WAVE_SIZE;
-  static_assert(BLOCK % DSA_WAVE_SIZE == 0, "block must be a whole number of waves");
-  static_assert(WAVES <= DSA_WAVE_SIZE, "the wave results are reduced by one wave");
-  uint32_t lo[WAVES > 0 ? WAVES : 1];
-  uint32_t hi[WAVES > 0 ? WAVES : 1];
+struct BlockReduceScratch : BlockWaves<BLOCK> {
+  uint32_t lo[BlockWaves<BLOCK>::WORDS];
+  uint32_t hi[BlockWaves<BLOCK>::WORDS];
 };
 
 // Minimum of lo and maximum of hi over the wave (xor butterfly: every lane gets both).
