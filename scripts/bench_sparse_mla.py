@@ -557,6 +557,19 @@ TUNE_WIDE = {
     ("decode", (128, 16, 32768), "bf16"): [{}],
     ("decode", (64, 16, 32768), "bf16"): [{}],
 }
+# --tune-splits: split sizes of small-batch decode (the split count sets how many programs run
+# and how many partials the merge combines)
+TUNE_SPLITS = {
+    ("decode", (1, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 64}, {"min_keys_per_split": 128}],
+    ("decode", (8, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 64}, {"min_keys_per_split": 128}],
+    ("decode", (64, 16, 32768), "bf16"): [{}],
+    ("decode", (1, 64, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
+    ("decode", (1, 128, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
+    ("decode", (8, 128, 32768), "bf16"): [{}],
+    ("decode", (64, 128, 32768), "bf16"): [{}],
+    ("decode", (1, 16, 32768), "fp8"): [{}, {"min_keys_per_split": 64}, {"min_keys_per_split": 128}],
+    ("decode", (1, 128, 32768), "fp8"): [{}, {"min_keys_per_split": 128}],
+}
 BEST: dict = {}  # (kind, "small"|"large", fmt) -> (us, config)
 
 
@@ -575,7 +588,8 @@ def tune(pool: Pool, arch: str):
     non-finite mismatch) is recorded but never chosen."""
     from rocm_dsa.testing import compare
 
-    for (kind, shape, fmt), configs in (TUNE_WIDE if ARGS.tune_wide else TUNE).items():
+    table = TUNE_SPLITS if ARGS.tune_splits else TUNE_WIDE if ARGS.tune_wide else TUNE
+    for (kind, shape, fmt), configs in table.items():
         for cfg in configs:
             if left() < 25:
                 return
@@ -685,6 +699,8 @@ def main():
     p.add_argument("--tune", action="store_true", help="run the tile tuning sweep (part 'tune')")
     p.add_argument("--tune-wide", action="store_true", help="with --tune: the wider TUNE_WIDE sweep of the "
                    "Hopper targets (decode H=16/128 B=128, prefill H=128 T=4096) instead of TUNE")
+    p.add_argument("--tune-splits", action="store_true", help="with --tune: the TUNE_SPLITS sweep (split sizes "
+                   "of small-batch decode) instead of TUNE")
     p.add_argument("--warm-pool", action="store_true", help="read the whole latent cache once before any timing")
     p.add_argument("--smoke", action="store_true",
                    help="CPU smoke test of this script: TRITON_INTERPRET=1, tiny shapes, no peers")

@@ -19,7 +19,8 @@ bf16 operands.
 
 Decode splits the top-k list over ``num_splits`` programs (split-K) when there are too few rows
 to fill the GPU; each split writes a normalized fp32 partial output and its log2 LSE, and
-``_merge_sparse_mla_kernel`` combines them. With one split the kernel writes the final output.
+``_merge_sparse_mla_kernel`` combines them (all of a row's splits in flight at once, so small
+batches can split finely). With one split the kernel writes the final output.
 
 Tiles are config data (``rocm_dsa/configs/<arch>/sparse_mla_{prefill,decode,merge}.json``). On
 CDNA, Triton's AMD matmul pass puts every wave of a chained q.k -> p.v along M, so a head block is
@@ -366,10 +367,13 @@ def _merge_sparse_mla_kernel(
     stride_lb, stride_lj, stride_lh,
     s_q,
     BLOCK_HM: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
-    """One (row, BLOCK_HM heads) per program: walks the splits with a running max, each step one
-    contiguous [BLOCK_HM, 512] fp32 slab of partial outputs (coalesced, independent of the
-    previous step so the loads overlap)."""
+    """One (row, BLOCK_HM heads) per program. The splits are taken BLOCK_S at a time in unrolled
+    steps whose [BLOCK_HM, 512] fp32 loads (contiguous 2 KB rows) do not depend on each other, so
+    with BLOCK_S >= splits all partials are in flight at once: at small batch the splits are many
+    and the programs few, and walking them one at a time was a chain of L2 round trips. Blocks of
+    splits are combined with a running max."""
     pid_r = tl.program_id(0)
     r64 = pid_r.to(tl.int64)
     h = tl.program_id(1) * BLOCK_HM + tl.arange(0, BLOCK_HM)
@@ -380,15 +384,21 @@ def _merge_sparse_mla_kernel(
     m = tl.full([BLOCK_HM], float("-inf"), tl.float32)
     w_sum = tl.zeros([BLOCK_HM], tl.float32)
     acc = tl.zeros([BLOCK_HM, 512], tl.float32)
-    for s in range(0, num_splits):
-        lse_s = tl.load(plse_row + s * stride_qs, mask=h_ok, other=float("-inf"))
-        o = tl.load(part_row + s * stride_ps, mask=h_ok[:, None], other=0.0)
-        m_new = tl.maximum(m, lse_s)
+    for s0 in range(0, num_splits, BLOCK_S):
+        m_new = m
+        for j in tl.static_range(BLOCK_S):
+            ok = h_ok & (h * 0 + s0 + j < num_splits)
+            m_new = tl.maximum(m_new, tl.load(plse_row + (s0 + j) * stride_qs, mask=ok, other=float("-inf")))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp2(m - m_use)
-        w = tl.exp2(lse_s - m_use)
-        acc = acc * alpha[:, None] + w[:, None] * o
-        w_sum = w_sum * alpha + w
+        acc = acc * alpha[:, None]
+        w_sum = w_sum * alpha
+        for j in tl.static_range(BLOCK_S):
+            ok = h_ok & (h * 0 + s0 + j < num_splits)
+            w = tl.exp2(tl.load(plse_row + (s0 + j) * stride_qs, mask=ok, other=float("-inf")) - m_use)
+            o = tl.load(part_row + (s0 + j) * stride_ps, mask=ok[:, None], other=0.0)
+            acc += w[:, None] * o   # w = 0 for an empty or masked split
+            w_sum += w
         m = m_new
     has = w_sum > 0.0
     out = acc / tl.where(has, w_sum, 1.0)[:, None]
@@ -469,6 +479,14 @@ def plan_splits(rows: int, num_heads: int, topk: int, *, arch: str, kv_fp8: bool
     return _plan(cfg, rows, num_heads, topk, num_units or _num_units(arch) or 8)
 
 
+def _merge_tile(meta: dict, splits: int) -> tuple[int, int]:
+    """(BLOCK_HM, BLOCK_S) of the merge: all splits in one load up to ``MERGE_ROWS`` partial rows
+    per program (``BLOCK_HM * BLOCK_S``), at most ``BLOCK_HM`` heads."""
+    rows = int(meta.get("MERGE_ROWS", 16))
+    block_s = min(triton.next_power_of_2(max(1, splits)), rows)
+    return max(1, min(int(meta["BLOCK_HM"]), rows // block_s)), block_s
+
+
 def _check_common(q: torch.Tensor, buf: torch.Tensor, d_v: int, fp8_dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
     if d_v != KV_LORA_RANK:
         raise ValueError(f"d_v: expected 512 (kv_lora_rank), got {d_v}")
@@ -534,14 +552,14 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
         plse.stride(0), 0, plse.stride(2), plse.stride(1),
         0, s_q, **common)
     mcfg = get_config("sparse_mla_merge", arch, heads=h, rows=r)
-    bhm = mcfg.meta["BLOCK_HM"]
+    bhm, block_s = _merge_tile(mcfg.meta, splits)
     _merge_sparse_mla_kernel[(r, triton.cdiv(h, bhm))](
         part, plse, out, lse, h, splits,
         part.stride(0), part.stride(1), part.stride(2),
         plse.stride(0), plse.stride(1),
         out.stride(0), out.stride(1),
         *lse_strides, s_q,
-        BLOCK_HM=bhm, **mcfg.options)
+        BLOCK_HM=bhm, BLOCK_S=block_s, **mcfg.options)
 
 
 def sparse_mla_prefill(q: torch.Tensor, buf: torch.Tensor, indices: torch.Tensor, sm_scale: float, d_v: int,
@@ -669,17 +687,19 @@ def compile_specs(arch: str) -> list:
                     large_tensors=("kv_ptr", "kv_word_ptr", "kv_half_ptr"),
                     requires_mfma=True,
                     note=cfg.source))
-    mcfg = get_config("sparse_mla_merge", arch, heads=128, rows=64)
-    specs.append(CompileSpec(
-        name=f"sparse_mla_merge BLOCK_HM={mcfg.meta['BLOCK_HM']}",
-        fn=_merge_sparse_mla_kernel,
-        signature={"part_ptr": "*fp32", "plse_ptr": "*fp32", "out_ptr": "*bf16", "lse_ptr": "*fp32",
-                   "num_heads": "i32", "num_splits": "i32",
-                   **{s: "i32" for s in ("stride_pr", "stride_ps", "stride_ph", "stride_qr", "stride_qs",
-                                         "stride_or", "stride_oh", "stride_lb", "stride_lj", "stride_lh", "s_q")}},
-        constexprs={"BLOCK_HM": mcfg.meta["BLOCK_HM"]},
-        num_warps=mcfg.options.get("num_warps", 4), num_stages=mcfg.options.get("num_stages", 1),
-        waves_per_eu=mcfg.options.get("waves_per_eu", 0),
-        aligned=("stride_pr", "stride_ps", "stride_ph", "stride_or", "stride_oh"),
-        note=mcfg.source))
+    for rows, splits in ((64, 2), (1, 16)):  # a few splits per row (B=64) / many (B=1)
+        mcfg = get_config("sparse_mla_merge", arch, heads=128, rows=rows)
+        bhm, block_s = _merge_tile(mcfg.meta, splits)
+        specs.append(CompileSpec(
+            name=f"sparse_mla_merge BLOCK_HM={bhm} BLOCK_S={block_s}",
+            fn=_merge_sparse_mla_kernel,
+            signature={"part_ptr": "*fp32", "plse_ptr": "*fp32", "out_ptr": "*bf16", "lse_ptr": "*fp32",
+                       "num_heads": "i32", "num_splits": "i32",
+                       **{s: "i32" for s in ("stride_pr", "stride_ps", "stride_ph", "stride_qr", "stride_qs",
+                                             "stride_or", "stride_oh", "stride_lb", "stride_lj", "stride_lh", "s_q")}},
+            constexprs={"BLOCK_HM": bhm, "BLOCK_S": block_s},
+            num_warps=mcfg.options.get("num_warps", 4), num_stages=mcfg.options.get("num_stages", 1),
+            waves_per_eu=mcfg.options.get("waves_per_eu", 0),
+            aligned=("stride_pr", "stride_ps", "stride_ph", "stride_or", "stride_oh"),
+            note=mcfg.source))
     return specs

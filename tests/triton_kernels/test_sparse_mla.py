@@ -262,8 +262,9 @@ def test_decode_sm90_tile_writes_every_output(splits, device):
 
 
 def test_decode_merge_over_several_split_blocks(monkeypatch, device):
-    """The merge walks the splits with a running max over blocks of BLOCK_HM heads: force 2-head
-    blocks over 5 splits (one of them empty) and compare with the reference."""
+    """The merge combines blocks of BLOCK_S splits with a running max: force 2-head programs that
+    load 2 splits at a time (MERGE_ROWS 4) over 5 splits (three split blocks, one split empty,
+    the last block half masked) and compare with the reference."""
     from rocm_dsa.triton_kernels import sparse_mla
     from rocm_dsa.triton_kernels._common import KernelConfig
 
@@ -272,7 +273,7 @@ def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     def small_blocks(op, arch, **facts):
         cfg = real(op, arch, **facts)
         if op == "sparse_mla_merge":
-            return KernelConfig({**cfg.meta, "BLOCK_HM": 2}, cfg.options, cfg.source)
+            return KernelConfig({**cfg.meta, "BLOCK_HM": 2, "MERGE_ROWS": 4}, cfg.options, cfg.source)
         return cfg
 
     monkeypatch.setattr(sparse_mla, "get_config", small_blocks)
@@ -284,6 +285,17 @@ def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     want = ops.sparse_mla_decode(q, cache, idx, sm_scale=SM_SCALE, provider="reference")
     assert_close(got[0], want[0], name="out")
     assert_close(got[1], want[1], name="lse", **F32_TOL)
+
+
+def test_merge_tile_loads_every_split_at_once_up_to_merge_rows():
+    from rocm_dsa.triton_kernels.sparse_mla import _merge_tile
+
+    meta = {"BLOCK_HM": 4, "MERGE_ROWS": 16}
+    assert _merge_tile(meta, 2) == (4, 2)
+    assert _merge_tile(meta, 3) == (4, 4)
+    assert _merge_tile(meta, 8) == (2, 8)
+    assert _merge_tile(meta, 32) == (1, 16)   # more splits than MERGE_ROWS: split blocks
+    assert _merge_tile({"BLOCK_HM": 4}, 1) == (4, 1)
 
 
 def test_plan_splits_covers_topk():
