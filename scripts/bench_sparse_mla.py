@@ -558,16 +558,19 @@ TUNE_WIDE = {
     ("decode", (64, 16, 32768), "bf16"): [{}],
 }
 # --tune-splits: split sizes of small-batch decode (the split count sets how many programs run
-# and how many partials the merge combines)
+# and how many partials the merge combines); the fourth session's heads_per_program sweep (a
+# row's heads over 2-4 programs sharing its KV rows through L2) is in
+# docs/results/sparse-mla-merge-h200-v4 (call4: slower everywhere, removed)
 TUNE_SPLITS = {
-    ("decode", (1, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 64}, {"min_keys_per_split": 128}],
-    ("decode", (8, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 64}, {"min_keys_per_split": 128}],
+    ("decode", (1, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 128}, {"min_keys_per_split": 256}],
+    ("decode", (8, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 256}],
+    ("decode", (32, 16, 32768), "bf16"): [{}],
     ("decode", (64, 16, 32768), "bf16"): [{}],
     ("decode", (1, 64, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
     ("decode", (1, 128, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
     ("decode", (8, 128, 32768), "bf16"): [{}],
     ("decode", (64, 128, 32768), "bf16"): [{}],
-    ("decode", (1, 16, 32768), "fp8"): [{}, {"min_keys_per_split": 64}, {"min_keys_per_split": 128}],
+    ("decode", (1, 16, 32768), "fp8"): [{}, {"min_keys_per_split": 128}],
     ("decode", (1, 128, 32768), "fp8"): [{}, {"min_keys_per_split": 128}],
 }
 BEST: dict = {}  # (kind, "small"|"large", fmt) -> (us, config)

@@ -152,6 +152,19 @@ def _softmax_block(s, m_i, m_use):
 
 
 @triton.jit
+def _xcd_grouped(lin, total, NUM_XCDS: tl.constexpr):
+    """Logical program id of the workgroup dispatched ``lin``-th of ``total`` when workgroup i
+    runs on XCD ``i % NUM_XCDS`` (CDNA3/4 dispatch): XCD k gets the contiguous logical range
+    [k * per, (k + 1) * per) (one fewer id on the XCDs past ``total % NUM_XCDS``). A bijection
+    of [0, total) for any ``NUM_XCDS >= 1``; the identity when ``total <= NUM_XCDS``."""
+    per = tl.cdiv(total, NUM_XCDS)
+    full = total - (per - 1) * NUM_XCDS  # XCDs holding `per` ids (the others per - 1)
+    xcd = lin % NUM_XCDS
+    k = lin // NUM_XCDS
+    return tl.where(xcd < full, xcd * per + k, full * per + (xcd - full) * (per - 1) + k)
+
+
+@triton.jit
 def _fwd_sparse_mla_kernel(
     q_ptr,          # bf16 [R, H, 576]
     kv_ptr,         # bf16 [N, 576] rows | uint8 [N, 656] FP8 records
@@ -182,14 +195,22 @@ def _fwd_sparse_mla_kernel(
     IDX_AHEAD: tl.constexpr = False,
     UNCHAIN_QK: tl.constexpr = False,
     WIDE_LATENT: tl.constexpr = False,
+    NUM_XCDS: tl.constexpr = 1,
 ):
-    # the head blocks of one query row are adjacent programs: they gather the same KV rows, so
-    # all but the first find them in L2 instead of HBM
+    # one 1-D grid: program -> (split, row, head block), head blocks fastest. The head blocks of
+    # one query row are adjacent programs: they gather the same KV rows, so all but the first
+    # find them in L2 instead of HBM. On CDNA, consecutive workgroups go to different XCDs (each
+    # with its own L2); NUM_XCDS > 1 renumbers the programs so that each XCD runs a contiguous
+    # range (a permutation of the work: any value is correct, the right one keeps the L2 reuse)
     num_hb = tl.cdiv(num_heads, BLOCK_H)
-    pid = tl.program_id(0)
+    lin = tl.program_id(0)
+    if NUM_XCDS > 1:
+        lin = _xcd_grouped(lin, tl.num_programs(0), NUM_XCDS)
+    n_rh = tl.num_programs(0) // tl.cdiv(topk, keys_per_split)
+    pid_s = lin // n_rh
+    pid = lin - pid_s * n_rh
     pid_r = pid // num_hb
     pid_h = pid - pid_r * num_hb
-    pid_s = tl.program_id(1)
     r64 = pid_r.to(tl.int64)
 
     h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -438,7 +459,7 @@ class _Config:
         """The fwd kernel's tile constexprs (launcher and compile specs alike); WIDE_LATENT applies
         to bf16 rows only (FP8 records scale each 128-dim tile separately)."""
         m = self.meta
-        return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
+        return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "NUM_XCDS": int(m.get("num_xcds", 1)), "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
                 "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0)), "UNCHAIN_QK": bool(m.get("UNCHAIN_QK", 0)),
                 "WIDE_LATENT": bool(m.get("WIDE_LATENT", 0)) and not kv_fp8}
 
@@ -517,7 +538,7 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
     if r == 0 or h == 0:
         return
     cfg = _resolve(op, arch, h, r, kv_fp8, overrides)
-    block_h, block_k = cfg.meta["BLOCK_H"], cfg.meta["BLOCK_K"]
+    block_k = cfg.meta["BLOCK_K"]
     if op == "sparse_mla_decode":
         if num_splits is None:
             splits, keys = _plan(cfg, r, h, topk, num_units or _num_units(arch) or 8)
@@ -530,7 +551,7 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
     common = dict(KV_FP8=kv_fp8, FP8_DECODE=_fp8_decode_mode(kv_fp8, fp8_dtype, arch),
                   SPLIT_K=splits > 1, UPCAST=interpreting(),
                   **cfg.tile(kv_fp8), **cfg.options)
-    grid = (r * triton.cdiv(h, block_h), splits)
+    grid = (r * triton.cdiv(h, cfg.meta["BLOCK_H"]) * splits,)
     scale2 = float(sm_scale) * _LOG2E
     if splits == 1:
         maxl = max_logits if max_logits is not None else torch.empty(r, h, dtype=torch.float32, device=q3.device)

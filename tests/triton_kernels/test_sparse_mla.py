@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from rocm_dsa import ops
 from rocm_dsa.cache import MLAKVCache, pack_mla_fp8
 from rocm_dsa.platform import detect
 from rocm_dsa.testing import assert_close, poison
+from rocm_dsa.triton_kernels.sparse_mla import _xcd_grouped
+
+
+@triton.jit
+def _xcd_probe(out_ptr, NUM_XCDS: tl.constexpr):
+    lin = tl.program_id(0)
+    tl.store(out_ptr + lin, _xcd_grouped(lin, tl.num_programs(0), NUM_XCDS))
+
 
 SM_SCALE = 0.1352338  # DeepSeek-V3.2 (YaRN) softmax scale
 KV_CASES = [("bf16", torch.float8_e4m3fn), ("fp8", torch.float8_e4m3fn), ("fp8", torch.float8_e4m3fnuz)]
@@ -285,6 +295,52 @@ def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     want = ops.sparse_mla_decode(q, cache, idx, sm_scale=SM_SCALE, provider="reference")
     assert_close(got[0], want[0], name="out")
     assert_close(got[1], want[1], name="lse", **F32_TOL)
+
+
+@pytest.mark.parametrize("op,num_xcds,splits", [("decode", 8, 3), ("decode", 6, 2), ("prefill", 8, 1)])
+def test_xcd_grouped_program_order_matches_the_reference(op, num_xcds, splits, device):
+    """``num_xcds`` renumbers the programs so that each CDNA XCD runs a contiguous range: only the
+    order of the work changes. Outputs written everywhere (poisoned first) and equal to the
+    reference at H=32 (two 16-head blocks per row) with -1 entries and an empty row."""
+    from rocm_dsa.triton_kernels.sparse_mla import _launch
+
+    b, s_q, h, topk = 3, 1, 32, 48
+    q, cache, idx = _paged_decode_inputs(b, s_q, h, topk, "bf16", torch.float8_e4m3fn, device)
+    rows = cache.buffer.view(-1, 576)
+    r = b * s_q
+    out = poison(torch.empty(r, h, 512, dtype=torch.bfloat16, device=device))
+    cfg = {"num_xcds": num_xcds, "BLOCK_H": 16, "BLOCK_K": 16}
+    want = ops.sparse_mla_decode(q, cache, idx, sm_scale=SM_SCALE, provider="reference")
+    if op == "decode":
+        lse = poison(torch.empty(b, h, s_q, device=device))
+        _launch(q.view(r, h, 576), rows, False, idx.view(r, topk), SM_SCALE, torch.float8_e4m3fn,
+                detect(device).arch, "sparse_mla_decode", s_q, out, lse, (lse.stride(0), lse.stride(2), lse.stride(1)),
+                None, splits, overrides=cfg)
+        assert_close(lse, want[1], name="lse", **F32_TOL)
+    else:
+        lse = poison(torch.empty(r, h, device=device))
+        maxl = poison(torch.empty(r, h, device=device))
+        _launch(q.view(r, h, 576), rows, False, idx.view(r, topk), SM_SCALE, torch.float8_e4m3fn,
+                detect(device).arch, "sparse_mla_prefill", 1, out, lse, (lse.stride(0), 0, lse.stride(1)),
+                maxl, None, overrides=cfg)
+        assert_close(lse, want[1].view(r, h), name="lse", **F32_TOL)
+        assert not torch.isnan(maxl).any()
+    assert_close(out.view(b, s_q, h, 512), want[0], name="out")
+
+
+@pytest.mark.parametrize("num_xcds", [1, 4, 6, 8])
+def test_xcd_grouping_is_a_bijection_with_contiguous_ranges(num_xcds, device):
+    """_xcd_grouped maps dispatch order to logical program ids: a permutation of [0, total) in
+    which the workgroups of one XCD (dispatch index i runs on XCD i % num_xcds) get one
+    contiguous range of logical ids."""
+    for total in (1, 3, 8, 10, 17, 64, 303):
+        out = torch.full((total,), -1, dtype=torch.int32, device=device)
+        _xcd_probe[(total,)](out, NUM_XCDS=num_xcds)
+        out = out.cpu()
+        assert sorted(out.tolist()) == list(range(total)), (total, out.tolist())
+        for x in range(num_xcds):
+            ids = out[x::num_xcds].tolist()
+            assert ids == list(range(ids[0], ids[0] + len(ids))) if ids else True, (total, x, ids)
 
 
 def test_merge_tile_loads_every_split_at_once_up_to_merge_rows():
