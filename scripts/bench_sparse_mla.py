@@ -562,16 +562,18 @@ TUNE_WIDE = {
 # row's heads over 2-4 programs sharing its KV rows through L2) is in
 # docs/results/sparse-mla-merge-h200-v4 (call4: slower everywhere, removed)
 TUNE_SPLITS = {
-    ("decode", (1, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 128}, {"min_keys_per_split": 256}],
-    ("decode", (8, 16, 32768), "bf16"): [{}, {"min_keys_per_split": 256}],
+    ("decode", (1, 16, 32768), "bf16"): [
+        {}, {"num_stages": 2}, {"num_stages": 2, "IDX_AHEAD": 0},
+        {"BLOCK_K": 32, "min_keys_per_split": 32}, {"BLOCK_K": 32, "min_keys_per_split": 32, "num_stages": 2}],
+    ("decode", (8, 16, 32768), "bf16"): [{}, {"BLOCK_K": 32, "min_keys_per_split": 32}],
     ("decode", (32, 16, 32768), "bf16"): [{}],
     ("decode", (64, 16, 32768), "bf16"): [{}],
     ("decode", (1, 64, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
     ("decode", (1, 128, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
     ("decode", (8, 128, 32768), "bf16"): [{}],
     ("decode", (64, 128, 32768), "bf16"): [{}],
-    ("decode", (1, 16, 32768), "fp8"): [{}, {"min_keys_per_split": 128}],
-    ("decode", (1, 128, 32768), "fp8"): [{}, {"min_keys_per_split": 128}],
+    ("decode", (1, 16, 32768), "fp8"): [{}],
+    ("decode", (1, 128, 32768), "fp8"): [{}],
 }
 BEST: dict = {}  # (kind, "small"|"large", fmt) -> (us, config)
 

@@ -389,22 +389,24 @@ def _merge_sparse_mla_kernel(
     s_q,
     BLOCK_HM: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
-    """One (row, BLOCK_HM heads) per program. The splits are taken BLOCK_S at a time in unrolled
-    steps whose [BLOCK_HM, 512] fp32 loads (contiguous 2 KB rows) do not depend on each other, so
-    with BLOCK_S >= splits all partials are in flight at once: at small batch the splits are many
-    and the programs few, and walking them one at a time was a chain of L2 round trips. Blocks of
+    """One (row, BLOCK_HM heads, BLOCK_D latent dims) per program. The splits are taken BLOCK_S at
+    a time in unrolled steps whose [BLOCK_HM, BLOCK_D] fp32 loads (contiguous rows) do not depend
+    on each other, so with BLOCK_S >= splits all partials are in flight at once: at small batch
+    the splits are many and the programs few, and walking them one at a time was a chain of L2
+    round trips (many splits take narrower BLOCK_D, so more programs share the loads). Blocks of
     splits are combined with a running max."""
     pid_r = tl.program_id(0)
     r64 = pid_r.to(tl.int64)
     h = tl.program_id(1) * BLOCK_HM + tl.arange(0, BLOCK_HM)
     h_ok = h < num_heads
-    d = tl.arange(0, 512)
+    d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     plse_row = plse_ptr + r64 * stride_qr + h
     part_row = part_ptr + r64 * stride_pr + h[:, None] * stride_ph + d[None, :]
     m = tl.full([BLOCK_HM], float("-inf"), tl.float32)
     w_sum = tl.zeros([BLOCK_HM], tl.float32)
-    acc = tl.zeros([BLOCK_HM, 512], tl.float32)
+    acc = tl.zeros([BLOCK_HM, BLOCK_D], tl.float32)
     for s0 in range(0, num_splits, BLOCK_S):
         m_new = m
         for j in tl.static_range(BLOCK_S):
@@ -500,12 +502,17 @@ def plan_splits(rows: int, num_heads: int, topk: int, *, arch: str, kv_fp8: bool
     return _plan(cfg, rows, num_heads, topk, num_units or _num_units(arch) or 8)
 
 
-def _merge_tile(meta: dict, splits: int) -> tuple[int, int]:
-    """(BLOCK_HM, BLOCK_S) of the merge: all splits in one load up to ``MERGE_ROWS`` partial rows
-    per program (``BLOCK_HM * BLOCK_S``), at most ``BLOCK_HM`` heads."""
-    rows = int(meta.get("MERGE_ROWS", 16))
-    block_s = min(triton.next_power_of_2(max(1, splits)), rows)
-    return max(1, min(int(meta["BLOCK_HM"]), rows // block_s)), block_s
+def _merge_tile(meta: dict, splits: int) -> tuple[int, int, int]:
+    """(BLOCK_HM, BLOCK_S, BLOCK_D) of the merge. A program loads at most ``MERGE_ELEMS`` fp32
+    partial values per step (``BLOCK_HM * BLOCK_S * BLOCK_D``): BLOCK_S covers every split (next
+    power of two, at most MAX_BLOCK_S and MERGE_ELEMS / 128), BLOCK_D is the widest of 512 / 256 /
+    128 latent dims that fits next to it, and the rest of the budget goes to heads (at most
+    ``BLOCK_HM``)."""
+    elems = int(meta.get("MERGE_ELEMS", 8192))
+    cap = min(int(meta.get("MAX_BLOCK_S", 64)), max(1, elems // 128))
+    block_s = min(triton.next_power_of_2(max(1, splits)), cap)
+    block_d = next((w for w in (512, 256) if block_s * w <= elems), 128)
+    return max(1, min(int(meta["BLOCK_HM"]), elems // (block_s * block_d))), block_s, block_d
 
 
 def _check_common(q: torch.Tensor, buf: torch.Tensor, d_v: int, fp8_dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
@@ -573,14 +580,14 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
         plse.stride(0), 0, plse.stride(2), plse.stride(1),
         0, s_q, **common)
     mcfg = get_config("sparse_mla_merge", arch, heads=h, rows=r)
-    bhm, block_s = _merge_tile(mcfg.meta, splits)
-    _merge_sparse_mla_kernel[(r, triton.cdiv(h, bhm))](
+    bhm, block_s, block_d = _merge_tile(mcfg.meta, splits)
+    _merge_sparse_mla_kernel[(r, triton.cdiv(h, bhm), KV_LORA_RANK // block_d)](
         part, plse, out, lse, h, splits,
         part.stride(0), part.stride(1), part.stride(2),
         plse.stride(0), plse.stride(1),
         out.stride(0), out.stride(1),
         *lse_strides, s_q,
-        BLOCK_HM=bhm, BLOCK_S=block_s, **mcfg.options)
+        BLOCK_HM=bhm, BLOCK_S=block_s, BLOCK_D=block_d, **mcfg.options)
 
 
 def sparse_mla_prefill(q: torch.Tensor, buf: torch.Tensor, indices: torch.Tensor, sm_scale: float, d_v: int,
@@ -708,17 +715,17 @@ def compile_specs(arch: str) -> list:
                     large_tensors=("kv_ptr", "kv_word_ptr", "kv_half_ptr"),
                     requires_mfma=True,
                     note=cfg.source))
-    for rows, splits in ((64, 2), (1, 16)):  # a few splits per row (B=64) / many (B=1)
+    for rows, splits in ((64, 2), (1, 32)):  # a few splits per row (B=64) / many (B=1)
         mcfg = get_config("sparse_mla_merge", arch, heads=128, rows=rows)
-        bhm, block_s = _merge_tile(mcfg.meta, splits)
+        bhm, block_s, block_d = _merge_tile(mcfg.meta, splits)
         specs.append(CompileSpec(
-            name=f"sparse_mla_merge BLOCK_HM={bhm} BLOCK_S={block_s}",
+            name=f"sparse_mla_merge BLOCK_HM={bhm} BLOCK_S={block_s} BLOCK_D={block_d}",
             fn=_merge_sparse_mla_kernel,
             signature={"part_ptr": "*fp32", "plse_ptr": "*fp32", "out_ptr": "*bf16", "lse_ptr": "*fp32",
                        "num_heads": "i32", "num_splits": "i32",
                        **{s: "i32" for s in ("stride_pr", "stride_ps", "stride_ph", "stride_qr", "stride_qs",
                                              "stride_or", "stride_oh", "stride_lb", "stride_lj", "stride_lh", "s_q")}},
-            constexprs={"BLOCK_HM": bhm, "BLOCK_S": block_s},
+            constexprs={"BLOCK_HM": bhm, "BLOCK_S": block_s, "BLOCK_D": block_d},
             num_warps=mcfg.options.get("num_warps", 4), num_stages=mcfg.options.get("num_stages", 1),
             waves_per_eu=mcfg.options.get("waves_per_eu", 0),
             aligned=("stride_pr", "stride_ps", "stride_ph", "stride_or", "stride_oh"),

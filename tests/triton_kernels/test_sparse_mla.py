@@ -272,9 +272,10 @@ def test_decode_sm90_tile_writes_every_output(splits, device):
 
 
 def test_decode_merge_over_several_split_blocks(monkeypatch, device):
-    """The merge combines blocks of BLOCK_S splits with a running max: force 2-head programs that
-    load 2 splits at a time (MERGE_ROWS 4) over 5 splits (three split blocks, one split empty,
-    the last block half masked) and compare with the reference."""
+    """The merge combines blocks of BLOCK_S splits with a running max: force programs that load
+    at most 256 values a step (MERGE_ELEMS; 2 splits x 128 latent dims, 1 head) over 5 splits
+    (three split blocks, one split empty, the last block half masked; four latent-dim programs
+    per head) and compare with the reference."""
     from rocm_dsa.triton_kernels import sparse_mla
     from rocm_dsa.triton_kernels._common import KernelConfig
 
@@ -283,7 +284,7 @@ def test_decode_merge_over_several_split_blocks(monkeypatch, device):
     def small_blocks(op, arch, **facts):
         cfg = real(op, arch, **facts)
         if op == "sparse_mla_merge":
-            return KernelConfig({**cfg.meta, "BLOCK_HM": 2, "MERGE_ROWS": 4}, cfg.options, cfg.source)
+            return KernelConfig({**cfg.meta, "MERGE_ELEMS": 256}, cfg.options, cfg.source)
         return cfg
 
     monkeypatch.setattr(sparse_mla, "get_config", small_blocks)
@@ -343,15 +344,21 @@ def test_xcd_grouping_is_a_bijection_with_contiguous_ranges(num_xcds, device):
             assert ids == list(range(ids[0], ids[0] + len(ids))) if ids else True, (total, x, ids)
 
 
-def test_merge_tile_loads_every_split_at_once_up_to_merge_rows():
+def test_merge_tile_loads_every_split_at_once_within_merge_elems():
     from rocm_dsa.triton_kernels.sparse_mla import _merge_tile
 
-    meta = {"BLOCK_HM": 4, "MERGE_ROWS": 16}
-    assert _merge_tile(meta, 2) == (4, 2)
-    assert _merge_tile(meta, 3) == (4, 4)
-    assert _merge_tile(meta, 8) == (2, 8)
-    assert _merge_tile(meta, 32) == (1, 16)   # more splits than MERGE_ROWS: split blocks
-    assert _merge_tile({"BLOCK_HM": 4}, 1) == (4, 1)
+    meta = {"BLOCK_HM": 4, "MERGE_ELEMS": 8192}
+    assert _merge_tile(meta, 1) == (4, 1, 512)
+    assert _merge_tile(meta, 2) == (4, 2, 512)
+    assert _merge_tile(meta, 3) == (4, 4, 512)
+    assert _merge_tile(meta, 8) == (2, 8, 512)
+    assert _merge_tile(meta, 32) == (1, 32, 256)    # many splits: narrower latent-dim programs
+    assert _merge_tile(meta, 64) == (1, 64, 128)
+    assert _merge_tile(meta, 128) == (1, 64, 128)   # more than fits: two split blocks
+    assert _merge_tile({**meta, "MAX_BLOCK_S": 16}, 32) == (1, 16, 512)
+    for splits in range(1, 130):
+        hm, bs, bd = _merge_tile(meta, splits)
+        assert hm * bs * bd <= 8192 and 512 % bd == 0
 
 
 def test_plan_splits_covers_topk():
