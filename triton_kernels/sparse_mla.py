@@ -197,18 +197,21 @@ def _fwd_sparse_mla_kernel(
     WIDE_LATENT: tl.constexpr = False,
     NUM_XCDS: tl.constexpr = 1,
 ):
-    # one 1-D grid: program -> (split, row, head block), head blocks fastest. The head blocks of
-    # one query row are adjacent programs: they gather the same KV rows, so all but the first
-    # find them in L2 instead of HBM. On CDNA, consecutive workgroups go to different XCDs (each
-    # with its own L2); NUM_XCDS > 1 renumbers the programs so that each XCD runs a contiguous
-    # range (a permutation of the work: any value is correct, the right one keeps the L2 reuse)
+    # grid (rows x head blocks, splits), head blocks fastest. The head blocks of one query row
+    # are adjacent programs: they gather the same KV rows, so all but the first find them in L2
+    # instead of HBM. On CDNA, consecutive workgroups go to different XCDs (each with its own
+    # L2); NUM_XCDS > 1 renumbers the programs so that each XCD runs a contiguous range (a
+    # permutation of the work: any value is correct, the right one keeps the L2 reuse). The
+    # renumbering stays behind the constexpr: a 1-D grid decoded for every target made H=16
+    # B=128 decode 4-5 % slower on the H200 (docs/results/sparse-mla-merge-h200-v4, call7)
     num_hb = tl.cdiv(num_heads, BLOCK_H)
-    lin = tl.program_id(0)
+    pid = tl.program_id(0)
+    pid_s = tl.program_id(1)
     if NUM_XCDS > 1:
-        lin = _xcd_grouped(lin, tl.num_programs(0), NUM_XCDS)
-    n_rh = tl.num_programs(0) // tl.cdiv(topk, keys_per_split)
-    pid_s = lin // n_rh
-    pid = lin - pid_s * n_rh
+        n_rh = tl.num_programs(0)
+        lin = _xcd_grouped(pid + pid_s * n_rh, n_rh * tl.num_programs(1), NUM_XCDS)
+        pid_s = lin // n_rh
+        pid = lin - pid_s * n_rh
     pid_r = pid // num_hb
     pid_h = pid - pid_r * num_hb
     r64 = pid_r.to(tl.int64)
@@ -558,7 +561,7 @@ def _launch(q3: torch.Tensor, rows: torch.Tensor, kv_fp8: bool, idx2: torch.Tens
     common = dict(KV_FP8=kv_fp8, FP8_DECODE=_fp8_decode_mode(kv_fp8, fp8_dtype, arch),
                   SPLIT_K=splits > 1, UPCAST=interpreting(),
                   **cfg.tile(kv_fp8), **cfg.options)
-    grid = (r * triton.cdiv(h, cfg.meta["BLOCK_H"]) * splits,)
+    grid = (r * triton.cdiv(h, cfg.meta["BLOCK_H"]), splits)
     scale2 = float(sm_scale) * _LOG2E
     if splits == 1:
         maxl = max_logits if max_logits is not None else torch.empty(r, h, dtype=torch.float32, device=q3.device)
