@@ -557,25 +557,24 @@ TUNE_WIDE = {
     ("decode", (128, 16, 32768), "bf16"): [{}],
     ("decode", (64, 16, 32768), "bf16"): [{}],
 }
-# --tune-splits: split sizes of small-batch decode (the split count sets how many programs run
-# and how many partials the merge combines); the fourth session's heads_per_program sweep (a
-# row's heads over 2-4 programs sharing its KV rows through L2) is in
-# docs/results/sparse-mla-merge-h200-v4 (call4: slower everywhere, removed)
+# --tune-splits: small-batch decode: split sizes (the split count sets how many programs run and
+# how many partials the merge combines) and, for H >= 64, the 16-head tile of H <= 16. The
+# fourth session's earlier entries (split sizes, heads_per_program: a row's heads over 2-4
+# programs sharing its KV rows through L2, slower everywhere and removed) are recorded in
+# docs/results/sparse-mla-merge-h200-v4
+_H16_TILE = {"BLOCK_H": 16, "BLOCK_K": 64, "num_warps": 4, "num_stages": 3, "Q_IN_LOOP": 0, "UNCHAIN_QK": 0,
+             "WIDE_LATENT": 0, "IDX_AHEAD": 1, "programs_per_unit": 0.97}
 TUNE_SPLITS = {
-    ("decode", (1, 16, 32768), "bf16"): [
-        {}, {"num_stages": 2}, {"num_stages": 2, "IDX_AHEAD": 0},
-        {"BLOCK_K": 32, "min_keys_per_split": 32}, {"BLOCK_K": 32, "min_keys_per_split": 32, "num_stages": 2}],
-    ("decode", (8, 16, 32768), "bf16"): [{}, {"BLOCK_K": 32, "min_keys_per_split": 32}],
-    ("decode", (32, 16, 32768), "bf16"): [{}],
-    ("decode", (64, 16, 32768), "bf16"): [{}],
-    ("decode", (1, 64, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
-    ("decode", (1, 128, 32768), "bf16"): [{}, {"min_keys_per_split": 128}],
-    ("decode", (8, 128, 32768), "bf16"): [{}],
-    ("decode", (64, 128, 32768), "bf16"): [{}],
-    ("decode", (128, 16, 32768), "bf16"): [{}],
-    ("decode", (128, 128, 32768), "bf16"): [{}],
-    ("decode", (1, 16, 32768), "fp8"): [{}],
-    ("decode", (1, 128, 32768), "fp8"): [{}],
+    ("decode", (1, 16, 32768), "bf16"): [{}],
+    ("decode", (1, 64, 32768), "bf16"): [
+        {}, _H16_TILE, {**_H16_TILE, "programs_per_unit": 2},
+        {"BLOCK_H": 32, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2, "Q_IN_LOOP": 0, "UNCHAIN_QK": 0,
+         "WIDE_LATENT": 0}],
+    ("decode", (1, 128, 32768), "bf16"): [{}, _H16_TILE, {**_H16_TILE, "programs_per_unit": 2}],
+    ("decode", (4, 128, 32768), "bf16"): [{}, _H16_TILE],
+    ("decode", (8, 64, 32768), "bf16"): [{}, _H16_TILE],
+    ("decode", (8, 128, 32768), "bf16"): [{}, _H16_TILE],
+    ("decode", (1, 128, 32768), "fp8"): [{}, {"BLOCK_H": 16, "BLOCK_K": 32, "num_warps": 4, "programs_per_unit": 4}],
 }
 BEST: dict = {}  # (kind, "small"|"large", fmt) -> (us, config)
 
