@@ -37,6 +37,11 @@ block is one q.k and one p.v dot per group. H <= 16 decode runs one 16-head mma.
 SM with two KV buffers (3 stages): the next block's gather is in flight while the current one is
 computed.
 
+On CDNA, workgroup i runs on XCD i % 8 and each XCD has its own L2, so ``NUM_XCDS`` (config
+``num_xcds``) renumbers the programs for each XCD to run a contiguous range: the head blocks of
+one row, which gather the same KV rows, then share an L2 (a permutation of the work; any value is
+correct).
+
 Invalid indices (< 0 or >= number of cache rows, anywhere in the row) are masked: their loads are
 predicated off and their scores are -inf. A row without any valid index produces out = 0,
 lse = +inf, max_logits = -inf and never NaN. Cache addressing uses 64-bit row offsets.
