@@ -159,9 +159,10 @@ def _softmax_block(s, m_i, m_use):
 @triton.jit
 def _xcd_grouped(lin, total, NUM_XCDS: tl.constexpr):
     """Logical program id of the workgroup dispatched ``lin``-th of ``total`` when workgroup i
-    runs on XCD ``i % NUM_XCDS`` (CDNA3/4 dispatch): XCD k gets the contiguous logical range
-    [k * per, (k + 1) * per) (one fewer id on the XCDs past ``total % NUM_XCDS``). A bijection
-    of [0, total) for any ``NUM_XCDS >= 1``; the identity when ``total <= NUM_XCDS``."""
+    runs on XCD ``i % NUM_XCDS`` (CDNA3/4 dispatch): each XCD gets one contiguous logical range,
+    in XCD order; the first ``full`` XCDs hold ``per = cdiv(total, NUM_XCDS)`` ids each and the
+    rest ``per - 1``. A bijection of [0, total) for any ``NUM_XCDS >= 1``; the identity when
+    ``total <= NUM_XCDS``."""
     per = tl.cdiv(total, NUM_XCDS)
     full = total - (per - 1) * NUM_XCDS  # XCDs holding `per` ids (the others per - 1)
     xcd = lin % NUM_XCDS
@@ -511,16 +512,20 @@ def plan_splits(rows: int, num_heads: int, topk: int, *, arch: str, kv_fp8: bool
 
 
 def _merge_tile(meta: dict, splits: int) -> tuple[int, int, int]:
-    """(BLOCK_HM, BLOCK_S, BLOCK_D) of the merge. A program loads at most ``MERGE_ELEMS`` fp32
-    partial values per step (``BLOCK_HM * BLOCK_S * BLOCK_D``): BLOCK_S covers every split (next
-    power of two, at most MAX_BLOCK_S and MERGE_ELEMS / 128), BLOCK_D is the widest of 512 / 256 /
-    128 latent dims that fits next to it, and the rest of the budget goes to heads (at most
-    ``BLOCK_HM``)."""
+    """(BLOCK_HM, BLOCK_S, BLOCK_D) of the merge, powers of two. A program loads at most
+    ``MERGE_ELEMS`` fp32 partial values per step (``BLOCK_HM * BLOCK_S * BLOCK_D``; at least one
+    128-wide row): BLOCK_S covers every split (next power of two, at most MAX_BLOCK_S and
+    MERGE_ELEMS / 128, rounded down to powers of two), BLOCK_D is the widest of 512 / 256 / 128
+    latent dims that fits next to it, and the rest of the budget goes to heads (at most
+    ``BLOCK_HM``, rounded down to a power of two)."""
+    def floor2(x: int) -> int:
+        return 1 << (max(1, int(x)).bit_length() - 1)
+
     elems = int(meta.get("MERGE_ELEMS", 8192))
-    cap = min(int(meta.get("MAX_BLOCK_S", 64)), max(1, elems // 128))
+    cap = floor2(min(int(meta.get("MAX_BLOCK_S", 64)), max(1, elems // 128)))
     block_s = min(triton.next_power_of_2(max(1, splits)), cap)
     block_d = next((w for w in (512, 256) if block_s * w <= elems), 128)
-    return max(1, min(int(meta["BLOCK_HM"]), elems // (block_s * block_d))), block_s, block_d
+    return floor2(min(int(meta["BLOCK_HM"]), elems // (block_s * block_d))), block_s, block_d
 
 
 def _check_common(q: torch.Tensor, buf: torch.Tensor, d_v: int, fp8_dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
@@ -723,9 +728,9 @@ def compile_specs(arch: str) -> list:
                     large_tensors=("kv_ptr", "kv_word_ptr", "kv_half_ptr"),
                     requires_mfma=True,
                     note=cfg.source))
-    for rows, splits in ((64, 2), (1, 32)):  # a few splits per row (B=64) / many (B=1)
-        mcfg = get_config("sparse_mla_merge", arch, heads=128, rows=rows)
-        bhm, block_s, block_d = _merge_tile(mcfg.meta, splits)
+    mcfg = get_config("sparse_mla_merge", arch, heads=128, rows=64)
+    # every tile the split plans reach: a few splits per row (B >= 64) up to many (B = 1)
+    for bhm, block_s, block_d in sorted({_merge_tile(mcfg.meta, s) for s in (2, 4, 8, 32)}, reverse=True):
         specs.append(CompileSpec(
             name=f"sparse_mla_merge BLOCK_HM={bhm} BLOCK_S={block_s} BLOCK_D={block_d}",
             fn=_merge_sparse_mla_kernel,

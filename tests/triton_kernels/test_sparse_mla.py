@@ -356,9 +356,15 @@ def test_merge_tile_loads_every_split_at_once_within_merge_elems():
     assert _merge_tile(meta, 64) == (1, 64, 128)
     assert _merge_tile(meta, 128) == (1, 64, 128)   # more than fits: two split blocks
     assert _merge_tile({**meta, "MAX_BLOCK_S": 16}, 32) == (1, 16, 512)
-    for splits in range(1, 130):
-        hm, bs, bd = _merge_tile(meta, splits)
-        assert hm * bs * bd <= 8192 and 512 % bd == 0
+    # non-power-of-two budgets round down (tl.arange needs powers of two)
+    assert _merge_tile({"BLOCK_HM": 4, "MERGE_ELEMS": 6144}, 3) == (2, 4, 512)
+    assert _merge_tile({"BLOCK_HM": 8, "MAX_BLOCK_S": 3}, 9) == (8, 2, 512)
+    assert _merge_tile({"BLOCK_HM": 3}, 2) == (2, 2, 512)
+    for m in (meta, {"BLOCK_HM": 5, "MERGE_ELEMS": 3000, "MAX_BLOCK_S": 6}, {"BLOCK_HM": 1, "MERGE_ELEMS": 100}):
+        for splits in range(1, 130):
+            hm, bs, bd = _merge_tile(m, splits)
+            assert hm * bs * bd <= max(128, m["MERGE_ELEMS"]) and 512 % bd == 0
+            assert all(x & (x - 1) == 0 for x in (hm, bs, bd)), (m, splits, hm, bs, bd)
 
 
 def test_plan_splits_covers_topk():
