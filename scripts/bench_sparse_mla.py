@@ -576,6 +576,22 @@ TUNE_SPLITS = {
     ("decode", (8, 128, 32768), "bf16"): [{}, _H16_TILE],
     ("decode", (1, 128, 32768), "fp8"): [{}, {"BLOCK_H": 16, "BLOCK_K": 32, "num_warps": 4, "programs_per_unit": 4}],
 }
+# --tune-table fp8: the 656-byte FP8 records on Hopper: UNCHAIN_QK (the softmax behind the runtime
+# branch: the q.k dots split over the two warp groups instead of both computing them; sm90
+# compile: 52 instead of 80 wgmma per key block) with 64-key blocks; the first fp8 sweep (UNCHAIN_QK
+# alone 3 %, with BLOCK_K 64 1.28x at B=128 H=128) is in docs/results/sparse-mla-merge-h200-v4
+_U64 = {"UNCHAIN_QK": 1, "BLOCK_K": 64}
+TUNE_FP8 = {
+    ("decode", (128, 128, 32768), "fp8"): [
+        {}, _U64, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
+    ("decode", (64, 64, 32768), "fp8"): [{}, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
+    ("decode", (8, 128, 32768), "fp8"): [{}, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
+    ("decode", (64, 16, 32768), "fp8"): [
+        {}, {"BLOCK_K": 64, "programs_per_unit": 2}, {"BLOCK_K": 64, "num_stages": 3, "programs_per_unit": 0.97}],
+    ("prefill", (4096, 128), "fp8"): [{}, {**_U64, "BLOCK_H": 64}, {**_U64, "BLOCK_H": 64, "num_stages": 3}],
+    ("prefill", (4096, 16), "fp8"): [{}, {"BLOCK_K": 64}, {"BLOCK_K": 64, "num_stages": 3, "num_warps": 4}],
+}
+TUNE_TABLES = {"default": TUNE, "wide": TUNE_WIDE, "splits": TUNE_SPLITS, "fp8": TUNE_FP8}
 BEST: dict = {}  # (kind, "small"|"large", fmt) -> (us, config)
 
 
@@ -594,7 +610,8 @@ def tune(pool: Pool, arch: str):
     non-finite mismatch) is recorded but never chosen."""
     from rocm_dsa.testing import compare
 
-    table = TUNE_SPLITS if ARGS.tune_splits else TUNE_WIDE if ARGS.tune_wide else TUNE
+    name = "splits" if ARGS.tune_splits else "wide" if ARGS.tune_wide else ARGS.tune_table
+    table = TUNE_TABLES[name]
     for (kind, shape, fmt), configs in table.items():
         for cfg in configs:
             if left() < 25:
@@ -707,6 +724,8 @@ def main():
                    "Hopper targets (decode H=16/128 B=128, prefill H=128 T=4096) instead of TUNE")
     p.add_argument("--tune-splits", action="store_true", help="with --tune: the TUNE_SPLITS sweep (split sizes "
                    "of small-batch decode) instead of TUNE")
+    p.add_argument("--tune-table", default="default", choices=sorted(TUNE_TABLES),
+                   help="with --tune: which table (--tune-wide / --tune-splits are the same as 'wide' / 'splits')")
     p.add_argument("--warm-pool", action="store_true", help="read the whole latent cache once before any timing")
     p.add_argument("--smoke", action="store_true",
                    help="CPU smoke test of this script: TRITON_INTERPRET=1, tiny shapes, no peers")
