@@ -321,13 +321,15 @@ def _fwd_sparse_mla_kernel(
         s = tl.where(valid[None, :], s * sm_scale_log2, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        if UNCHAIN_QK and not KV_FP8:
+        if UNCHAIN_QK:
             # alpha, the row sums and bf16 p come out of a runtime-true branch, which hides the
             # q.k -> p.v chain from Triton's NVIDIA layout heuristic: warpsPerTileV3 puts every
             # warp on the rows of a dot whose result reaches another dot, so a 64-head tile on
             # 8 warps (two warp groups) computed all of q.k in both groups; behind the branch q.k
             # splits its key columns over the groups. Both branches compute the same values (a
             # constant in the other branch would cost shared memory for its layout conversion).
+            # FP8 records: their q.k dots are independent already (each is scaled by its tile's
+            # scale); the branch alone splits them over the groups (sm90: 52 instead of 80 wgmma).
             if num_heads > 0:
                 alpha, p, l_blk, pb = _softmax_block(s, m_i, m_use)
             else:
