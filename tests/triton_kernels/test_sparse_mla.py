@@ -102,16 +102,17 @@ def test_prefill_odd_topk_and_heads(topk, device):
         assert_close(g, w, name=name, **({} if name == "out" else F32_TOL))
 
 
-@pytest.mark.parametrize("tile", [{"UNCHAIN_QK": 1}, {"WIDE_LATENT": 1, "UNCHAIN_QK": 1, "Q_IN_LOOP": 1},
-                                  {"WIDE_LATENT": 1, "IDX_AHEAD": 1}])
-def test_prefill_hopper_tile_options_match_the_reference(tile, device):
-    """The Hopper tile options over prefill: a head count that fills no block (masked heads),
-    -1 / out-of-range entries, a row without any valid index."""
+@pytest.mark.parametrize("tile,kv", [({"UNCHAIN_QK": 1}, "bf16"), ({"WIDE_LATENT": 1, "UNCHAIN_QK": 1, "Q_IN_LOOP": 1}, "bf16"),
+                                     ({"WIDE_LATENT": 1, "IDX_AHEAD": 1}, "bf16"), ({"UNCHAIN_QK": 1}, "fp8")])
+def test_prefill_hopper_tile_options_match_the_reference(tile, kv, device):
+    """The Hopper tile options over prefill (bf16 rows, and FP8 records with UNCHAIN_QK as the
+    sm90 FP8 prefill config runs them): a head count that fills no block (masked heads), -1 /
+    out-of-range entries, a row without any valid index."""
     from rocm_dsa.triton_kernels import sparse_mla
 
     t, h, n, topk = 4, 20, 200, 40
     q = torch.randn(t, h, 576).to(torch.bfloat16).to(device)
-    rows = _cache_rows(n, "bf16", torch.float8_e4m3fn, device).unsqueeze(1)
+    rows = _cache_rows(n, kv, torch.float8_e4m3fn, device, odd_scales=True).unsqueeze(1)
     idx = _indices(t, topk, n, device).unsqueeze(1)
     idx[1, 0, 5:17] = -1
     idx[3, 0, :] = n + 7  # no valid index: out 0, lse +inf, max_logits -inf
