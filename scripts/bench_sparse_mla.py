@@ -584,8 +584,10 @@ _U64 = {"UNCHAIN_QK": 1, "BLOCK_K": 64}
 TUNE_FP8 = {
     ("decode", (128, 128, 32768), "fp8"): [
         {}, _U64, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
-    ("decode", (64, 64, 32768), "fp8"): [{}, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
-    ("decode", (8, 128, 32768), "fp8"): [{}, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
+    ("decode", (64, 64, 32768), "fp8"): [
+        {}, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
+    ("decode", (8, 128, 32768), "fp8"): [
+        {}, {**_U64, "num_stages": 3}, {**_U64, "num_stages": 3, "programs_per_unit": 1}],
     ("decode", (64, 16, 32768), "fp8"): [
         {}, {"BLOCK_K": 64, "programs_per_unit": 2}, {"BLOCK_K": 64, "num_stages": 3, "programs_per_unit": 0.97}],
     ("prefill", (4096, 128), "fp8"): [{}, {**_U64, "BLOCK_H": 64}, {**_U64, "BLOCK_H": 64, "num_stages": 3}],

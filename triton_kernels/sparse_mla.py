@@ -472,7 +472,8 @@ class _Config:
         """The fwd kernel's tile constexprs (launcher and compile specs alike); WIDE_LATENT applies
         to bf16 rows only (FP8 records scale each 128-dim tile separately)."""
         m = self.meta
-        return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "NUM_XCDS": int(m.get("num_xcds", 1)), "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
+        return {"BLOCK_H": m["BLOCK_H"], "BLOCK_K": m["BLOCK_K"], "NUM_XCDS": int(m.get("num_xcds", 1)),
+                "Q_IN_LOOP": bool(m.get("Q_IN_LOOP", 0)),
                 "IDX_AHEAD": bool(m.get("IDX_AHEAD", 0)), "UNCHAIN_QK": bool(m.get("UNCHAIN_QK", 0)),
                 "WIDE_LATENT": bool(m.get("WIDE_LATENT", 0)) and not kv_fp8}
 

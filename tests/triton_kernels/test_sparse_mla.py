@@ -102,7 +102,8 @@ def test_prefill_odd_topk_and_heads(topk, device):
         assert_close(g, w, name=name, **({} if name == "out" else F32_TOL))
 
 
-@pytest.mark.parametrize("tile,kv", [({"UNCHAIN_QK": 1}, "bf16"), ({"WIDE_LATENT": 1, "UNCHAIN_QK": 1, "Q_IN_LOOP": 1}, "bf16"),
+@pytest.mark.parametrize("tile,kv", [({"UNCHAIN_QK": 1}, "bf16"),
+                                     ({"WIDE_LATENT": 1, "UNCHAIN_QK": 1, "Q_IN_LOOP": 1}, "bf16"),
                                      ({"WIDE_LATENT": 1, "IDX_AHEAD": 1}, "bf16"), ({"UNCHAIN_QK": 1}, "fp8")])
 def test_prefill_hopper_tile_options_match_the_reference(tile, kv, device):
     """The Hopper tile options over prefill (bf16 rows, and FP8 records with UNCHAIN_QK as the
