@@ -612,9 +612,7 @@ def tune(pool: Pool, arch: str):
     non-finite mismatch) is recorded but never chosen."""
     from rocm_dsa.testing import compare
 
-    name = "splits" if ARGS.tune_splits else "wide" if ARGS.tune_wide else ARGS.tune_table
-    table = TUNE_TABLES[name]
-    for (kind, shape, fmt), configs in table.items():
+    for (kind, shape, fmt), configs in TUNE_TABLES[ARGS.tune_table].items():
         for cfg in configs:
             if left() < 25:
                 return
@@ -722,12 +720,12 @@ def main():
     p.add_argument("--tokens", default="1024,4096,16384")
     p.add_argument("--parts", default="ceilings,numerics,decode,prefill,tune")
     p.add_argument("--tune", action="store_true", help="run the tile tuning sweep (part 'tune')")
-    p.add_argument("--tune-wide", action="store_true", help="with --tune: the wider TUNE_WIDE sweep of the "
-                   "Hopper targets (decode H=16/128 B=128, prefill H=128 T=4096) instead of TUNE")
-    p.add_argument("--tune-splits", action="store_true", help="with --tune: the TUNE_SPLITS sweep (split sizes "
-                   "of small-batch decode) instead of TUNE")
     p.add_argument("--tune-table", default="default", choices=sorted(TUNE_TABLES),
-                   help="with --tune: which table (--tune-wide / --tune-splits are the same as 'wide' / 'splits')")
+                   help="with --tune: which table of configs to sweep")
+    p.add_argument("--tune-wide", dest="tune_table", action="store_const", const="wide",
+                   help="= --tune-table wide: TUNE_WIDE, the options still open for the Hopper targets")
+    p.add_argument("--tune-splits", dest="tune_table", action="store_const", const="splits",
+                   help="= --tune-table splits: TUNE_SPLITS, small-batch decode splits")
     p.add_argument("--warm-pool", action="store_true", help="read the whole latent cache once before any timing")
     p.add_argument("--smoke", action="store_true",
                    help="CPU smoke test of this script: TRITON_INTERPRET=1, tiny shapes, no peers")
