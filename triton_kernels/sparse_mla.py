@@ -421,6 +421,8 @@ def _merge_sparse_mla_kernel(
     for s0 in range(0, num_splits, BLOCK_S):
         m_new = m
         for j in tl.static_range(BLOCK_S):
+            # `h * 0 +` makes the split test a [BLOCK_HM] tensor (Triton's interpreter rejects a
+            # scalar bool in a mask)
             ok = h_ok & (h * 0 + s0 + j < num_splits)
             m_new = tl.maximum(m_new, tl.load(plse_row + (s0 + j) * stride_qs, mask=ok, other=float("-inf")))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)

@@ -16,7 +16,6 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from ._console import make_console
 

@@ -18,7 +18,6 @@ from rich.table import Table
 
 from ._console import make_console
 
-
 __all__ = ["register", "serve"]
 
 
