@@ -147,8 +147,6 @@ def bench(
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--model") from None
     else:
-        import torch
-
         from ..backends import provider_names
 
         provs = _split(provider)

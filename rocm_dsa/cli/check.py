@@ -144,8 +144,6 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")] = False,
 ) -> None:
     """Platform, versions, which provider runs each op (or why not), and self-tests against the reference."""
-    import torch
-
     from ..selfcheck import run_check, warmup as run_warmup
 
     console = make_console(stderr=as_json)
