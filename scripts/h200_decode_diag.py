@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Where sparse MLA decode time goes on one GPU (an H200 through the device tool: a
+cross-vendor proxy, never an MI300X figure).
+
+Parts (``--parts``, comma separated):
+  gather     read-only random-row gather ceilings (1152-B rows, the decode sweep's index sets:
+             32K contexts, 2048 slots per row): several tilings, from many programs per SM down
+             to one program per query row; the same rows L2-resident (slots folded into 8192 rows)
+  breakdown  per-kernel device time of ``sparse_mla_decode`` (torch.profiler, eager calls) next to
+             the whole call's time (CUDA-graph replay, L2 flushed, as bench_sparse_mla.py times
+             it): what the split-K merge and the launch gap cost
+  configs    a few tile / split overrides (``CONFIG_CASES``), timed like the benchmark
+  flush      the benchmark's timing with its L2 flush (zeroing 512 MB, which leaves the L2 full of
+             dirty lines that the timed kernel then evicts to HBM), with a read-only flush (clean
+             lines) and with none: how much of a short kernel's figure is the flush's write-back;
+             decode B=64/128 and the read-only gather of the same rows (two tilings)
+
+Usage (device call, repo root):
+    python3 scripts/h200_decode_diag.py --out $OUT [--parts gather,breakdown,configs,flush]
+Writes ``$OUT/decode_diag.json`` and prints a log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import types
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_sparse_mla as bs  # noqa: E402  (timing, the cache pool and index sets of the benchmark)
+
+from rocm_dsa.triton_kernels import sparse_mla as sm  # noqa: E402
+
+ROW_BYTES = 1152
+
+# (B, H, overrides, num_splits) timed in part ``configs``
+CONFIG_CASES = [
+    (128, 128, {}, None),
+    (128, 128, {"BLOCK_K": 32, "num_stages": 3}, None),
+    (128, 128, {"BLOCK_K": 32, "num_stages": 4}, None),
+    (128, 128, {"BLOCK_K": 32, "num_stages": 3, "UNCHAIN_QK": 0}, None),
+    (64, 16, {}, None),
+    (64, 16, {}, 3),
+    (64, 16, {}, 4),
+    (64, 16, {"programs_per_unit": 1.94}, None),
+]
+
+
+_GATHER = None
+
+
+def _gather_kernel():
+    """The benchmark's read-only gather kernel (bench_sparse_mla.gather_read_ceiling), with an
+    optional fold of the slots into ``fold`` rows (an L2-resident set)."""
+    global _GATHER
+    if _GATHER is not None:
+        return _GATHER
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _gather_read(rows_ptr, idx_ptr, out_ptr, keys_per_prog, topk, fold, BLOCK_R: tl.constexpr):
+        r = tl.program_id(0)
+        sp = tl.program_id(1)
+        w = tl.arange(0, 256)
+        w2 = tl.arange(0, 32)
+        acc = tl.zeros([BLOCK_R, 256], tl.int32)
+        acc2 = tl.zeros([BLOCK_R, 32], tl.int32)
+        k_lo = sp * keys_per_prog
+        for k0 in range(k_lo, k_lo + keys_per_prog, BLOCK_R):
+            kk = k0 + tl.arange(0, BLOCK_R)
+            m = kk < topk
+            row = tl.load(idx_ptr + r * topk + kk, mask=m, other=0).to(tl.int64)
+            if fold > 0:
+                row = row % fold
+            acc ^= tl.load(rows_ptr + row[:, None] * 288 + w[None, :], mask=m[:, None], other=0)
+            acc2 ^= tl.load(rows_ptr + row[:, None] * 288 + 256 + w2[None, :], mask=m[:, None], other=0)
+        o = out_ptr + (r * tl.num_programs(1) + sp) * 288
+        tl.store(o + w, tl.xor_sum(acc, axis=0))
+        tl.store(o + 256 + w2, tl.xor_sum(acc2, axis=0))
+
+    _GATHER = _gather_read
+    return _GATHER
+
+
+def _gather_call(pool, idx, block_r: int, keys: int, warps: int, stages: int, fold: int = 0):
+    b = idx.shape[0]
+    splits = -(-bs.TOPK // keys)
+    rows = pool.bf16.view(torch.int32).view(-1, 288)
+    o = torch.empty(b, splits, 288, dtype=torch.int32, device="cuda")
+    k = _gather_kernel()
+    return lambda: k[(b, splits)](rows, idx, o, keys, bs.TOPK, fold,  # noqa: E731
+                                  BLOCK_R=block_r, num_warps=warps, num_stages=stages)
+
+
+def gather_part(pool, out: dict):
+    res = []
+    for b in (128, 64):
+        idx = bs.decode_indices(pool, b, 1, 32768).view(b, bs.TOPK)
+        for fold in (0, 8192):
+            for block_r, keys, warps, stages in ((32, 256, 4, 3), (16, 128, 4, 3), (64, 512, 8, 3),
+                                                 (64, 2048, 8, 3), (64, 1024, 8, 3), (64, 2048, 8, 2)):
+                splits = -(-bs.TOPK // keys)
+                ms = bs.timed(_gather_call(pool, idx, block_r, keys, warps, stages, fold), 15)
+                gbs = idx.numel() * ROW_BYTES / ms / 1e6
+                e = {"B": b, "l2_resident": bool(fold), "BLOCK_R": block_r, "keys_per_program": keys,
+                     "programs": b * splits, "warps": warps, "stages": stages, "us": round(ms * 1e3, 2),
+                     "GBps": round(gbs, 1)}
+                res.append(e)
+                bs.log("gather", e)
+    out["gather"] = res
+
+
+def _case(pool, b: int, h: int):
+    q = bs.queries(b, h).view(b, 1, h, 576)
+    idx = bs.decode_indices(pool, b, 1, 32768)
+    return q, idx
+
+
+def _call(pool, q, idx, config=None, num_splits=None):
+    return lambda: sm.sparse_mla_decode(q, pool.bf16, idx, bs.SM_SCALE, 512, torch.float8_e4m3fn,  # noqa: E731
+                                        arch="sm90", config=config, num_splits=num_splits)
+
+
+def _algo_bytes(b: int, h: int) -> int:
+    return b * bs.TOPK * ROW_BYTES + b * h * (576 + 512) * 2
+
+
+def breakdown_part(pool, out: dict, copy_gbs: float):
+    from torch.profiler import ProfilerActivity, profile
+    res = []
+    for b, h in ((64, 16), (128, 16), (128, 128), (64, 128), (8, 16)):
+        q, idx = _case(pool, b, h)
+        fn = _call(pool, q, idx)
+        total_ms = bs.timed(fn, 15)
+        fn()
+        torch.cuda.synchronize()
+        n = 20
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                fn()
+            torch.cuda.synchronize()
+        kernels = {}
+        for ev in prof.key_averages():
+            t = getattr(ev, "self_device_time_total", None)
+            if t is None:
+                t = ev.self_cuda_time_total
+            if t and ev.count:
+                kernels[ev.key[:60]] = round(t / n, 2)
+        splits = sm.plan_splits(b, h, bs.TOPK, arch="sm90",
+                                num_units=torch.cuda.get_device_properties(0).multi_processor_count)
+        e = {"B": b, "H": h, "splits": splits, "total_us": round(total_ms * 1e3, 2),
+             "pct_copy": round(100 * _algo_bytes(b, h) / (total_ms * 1e-3) / 1e9 / copy_gbs, 1),
+             "kernels_us": kernels}
+        res.append(e)
+        bs.log("breakdown", e)
+    out["breakdown"] = res
+
+
+def configs_part(pool, out: dict, copy_gbs: float):
+    res = []
+    for b, h, cfg, splits in CONFIG_CASES:
+        q, idx = _case(pool, b, h)
+        try:
+            ref = _call(pool, q, idx)()
+            fn = _call(pool, q, idx, cfg or None, splits)
+            got = fn()
+            diff = (got[0].float() - ref[0].float()).abs().max().item()
+            ms = bs.timed(fn, 15)
+            e = {"B": b, "H": h, "config": cfg, "num_splits": splits, "us": round(ms * 1e3, 2),
+                 "pct_copy": round(100 * _algo_bytes(b, h) / (ms * 1e-3) / 1e9 / copy_gbs, 1),
+                 "max_abs_vs_default": diff}
+        except Exception as ex:  # noqa: BLE001  (a config the GPU cannot run is a result too)
+            e = {"B": b, "H": h, "config": cfg, "num_splits": splits, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
+        res.append(e)
+        bs.log("config", e)
+    out["configs"] = res
+
+
+def _timed_flush(fn, mode: str, reps: int = 25) -> float:
+    """Median us of a CUDA-graph replay of fn, after a flush of the given mode (``zero``: the
+    benchmark's, ``read``: a read-only pass over the same 512 MB, ``none``)."""
+    buf = torch.empty(512 << 20, dtype=torch.uint8, device="cuda")
+    words = buf.view(torch.int64)
+    fn()
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    times = []
+    for _ in range(reps + 3):
+        if mode == "zero":
+            buf.zero_()
+        elif mode == "read":
+            words.amax()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3)
+    return round(statistics.median(times[3:]), 2)
+
+
+def flush_part(pool, out: dict, copy_gbs: float):
+    res = []
+    # (B, H, read-only gather tiling (BLOCK_R, keys per program, warps, stages) or None: decode)
+    cases = [(b, h, None) for b, h in ((64, 16), (128, 16), (128, 128))]
+    cases += [(b, None, t) for b in (64, 128) for t in ((16, 128, 4, 3), (32, 256, 4, 3))]
+    for b, h, tiling in cases:
+        q, idx = _case(pool, b, h or 16)
+        fn = _call(pool, q, idx) if tiling is None else _gather_call(pool, idx.view(b, bs.TOPK), *tiling)
+        e = {"B": b, "H": h, "what": "decode" if tiling is None else f"read-only gather {tiling}"}
+        for mode in ("zero", "read", "none"):
+            us = _timed_flush(fn, mode)
+            nbytes = _algo_bytes(b, h) if h else b * bs.TOPK * ROW_BYTES
+            e[mode] = {"us": us, "pct_copy": round(100 * nbytes / (us * 1e-6) / 1e9 / copy_gbs, 1)}
+        res.append(e)
+        bs.log("flush", e)
+    out["flush"] = res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--parts", default="gather,breakdown,configs,flush")
+    ap.add_argument("--budget", type=float, default=400.0, help="seconds (the benchmark's log clock)")
+    args = ap.parse_args()
+    bs.ARGS = types.SimpleNamespace(budget=args.budget, out=args.out)
+    parts = set(args.parts.split(","))
+    out = {"device": torch.cuda.get_device_name(0), "command": " ".join(sys.argv)}
+    pool = bs.Pool(128 * 32768, with_fp8=False)
+    bs.ceilings()
+    copy_gbs = bs.RESULTS["ceilings"]["copy_GBps"]
+    out["copy_GBps"] = copy_gbs
+    for name, part in (("gather", lambda: gather_part(pool, out)),
+                       ("breakdown", lambda: breakdown_part(pool, out, copy_gbs)),
+                       ("configs", lambda: configs_part(pool, out, copy_gbs)),
+                       ("flush", lambda: flush_part(pool, out, copy_gbs))):
+        if name in parts:
+            try:
+                part()
+            except Exception as ex:  # noqa: BLE001
+                out.setdefault("errors", []).append(f"{name}: {type(ex).__name__}: {ex}")
+                bs.log("error", name, ex)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "decode_diag.json"), "w") as f:
+            json.dump(out, f, indent=1)
+    print(json.dumps({k: v for k, v in out.items() if k != "gather"}, indent=1))
+    for g in out.get("gather", []):
+        print(g)
+
+
+if __name__ == "__main__":
+    main()
