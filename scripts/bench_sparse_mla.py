@@ -20,9 +20,15 @@ algorithmic bytes); TFLOP/s counts 2*H*topk*(576+512) per query row (all indices
 Peers: ``--sglang-dir DIR`` holding SGLang 0.5.23's ``triton_sparse_mla.py`` and
 ``triton_sparse_mla_decode.py`` (from the ``sglang`` wheel: sglang/kernels/ops/attention/dsa/;
 never committed here). Their package imports are satisfied by small stubs written to a temp dir.
+``--aiter-src DIR`` holding ``aiter/ops/triton/unified_attention_sparse_mla.py`` and
+``aiter/ops/triton/_triton_kernels/unified_attention_sparse_mla.py`` from the amd-aiter wheel
+(no ``__init__.py``: imported as a namespace package, so aiter's ROCm-only package init never
+runs; never committed here): aiter's Triton sparse MLA, bf16 cache, output only (no LSE), run
+with its own launch settings.
 
 Usage (H200 device call; write results to $OUT):
-    python3 scripts/bench_sparse_mla.py --out $OUT --sglang-dir .peer/sglang_dsa --budget 270 [--tune]
+    python3 scripts/bench_sparse_mla.py --out $OUT --sglang-dir .peer/sglang_dsa \
+        --aiter-src .whl/aiter_src --budget 270 [--tune]
 """
 
 from __future__ import annotations
@@ -71,8 +77,11 @@ _FLUSH = None
 _FIRST = True
 
 
-def timed(fn, reps: int, graph: bool = True) -> float:
-    """Median device time (ms) of fn() over reps, L2 flushed before each run."""
+def timed(fn, reps: int, graph: bool = True, flush: str = "zero") -> float:
+    """Median device time (ms) of fn() over reps. Before each run the L2 is flushed: ``zero``
+    writes a 512 MB buffer (as Triton's do_bench does; it leaves dirty lines that the timed call
+    writes back, 7-11 us on the H200, docs/results/decode-diag-h200-v5), ``read`` reads it (clean
+    lines), ``none`` skips the flush."""
     global _FLUSH
     if DEV == "cpu":
         fn()
@@ -106,7 +115,10 @@ def timed(fn, reps: int, graph: bool = True) -> float:
     # the first timed case of a run reads up to 10 % slow on the H200 however it is warmed up
     # (seen with the same config timed first and last in one run): time it twice, keep the second
     for _ in range(reps * 2 if _FIRST else reps):
-        _FLUSH.zero_()
+        if flush == "zero":
+            _FLUSH.zero_()
+        elif flush == "read":
+            _FLUSH.view(torch.int64).amax()
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         run()
@@ -306,6 +318,53 @@ def load_sglang(src_dir: str):
     return fwd, dec
 
 
+AITER = None  # aiter's unified_attention_sparse_mla, when --aiter-src is given
+AITER_NAME = "aiter triton"
+
+
+def load_aiter(src_dir: str):
+    """aiter's Triton sparse MLA entry point from its unmodified wheel files (namespace import);
+    the impl name carries the wheel's version when its ``aiter/_version.py`` is there too."""
+    global AITER_NAME
+    import re
+
+    sys.path.insert(0, src_dir)
+    from aiter.ops.triton.unified_attention_sparse_mla import unified_attention_sparse_mla
+
+    ver = os.path.join(src_dir, "aiter/_version.py")
+    if os.path.exists(ver):
+        m = re.search(r"['\"]([^'\"]+)['\"]", open(ver).read())
+        AITER_NAME = f"aiter-{m.group(1)} triton" if m else AITER_NAME
+    return unified_attention_sparse_mla
+
+
+def aiter_call(q: torch.Tensor, kv: torch.Tensor, idx: torch.Tensor, ctx: int, seqs: int):
+    """aiter's sparse MLA: ``q`` [tokens, H, 576], ``kv`` the paged bf16 cache [pages, page_size,
+    1, 576], ``idx`` [tokens, topk] physical slots, ``seqs`` sequences of tokens // seqs query
+    tokens each (decode: one token per sequence; prefill: one sequence). Returns a no-argument
+    call giving out [tokens, H, 512] bf16."""
+    tokens = q.shape[0]
+    out = torch.empty(tokens, q.shape[1], 512, dtype=torch.bfloat16, device=q.device)
+    per = tokens // seqs
+    cu_q = torch.arange(0, tokens + 1, per, dtype=torch.int32, device=q.device)
+    seq_k = torch.full((seqs,), ctx, dtype=torch.int32, device=q.device)
+    table = torch.zeros(seqs, 1, dtype=torch.int32, device=q.device)  # the kernel reads slots, not pages
+    idx2 = idx.reshape(tokens, -1)
+
+    def call():
+        AITER(q, kv, out, cu_q, per, seq_k, ctx, SM_SCALE, idx2, table, 512)
+        return out
+    return call
+
+
+def aiter_sanity(call, ref_out: torch.Tensor, what: str):
+    """Record how aiter's output compares with ours on the first case of a sweep."""
+    from rocm_dsa.testing import compare
+
+    RESULTS["notes"].append(f"aiter {what} vs ours: {compare(call().view_as(ref_out), ref_out).__dict__}")
+    log(RESULTS["notes"][-1])
+
+
 # ---------------------------------------------------------------------------------------------
 # parts
 # ---------------------------------------------------------------------------------------------
@@ -441,6 +500,7 @@ def decode_sweep(pool: Pool, arch: str, peer, fmts=("bf16",)):
     batches = [int(x) for x in ARGS.batches.split(",")]
     heads = [int(x) for x in ARGS.heads.split(",")]
     ctxs = [int(x) for x in ARGS.contexts.split(",")]
+    aiter_checked = False
     for fmt in fmts:
         for ctx in ctxs:
             for h in heads:
@@ -466,6 +526,15 @@ def decode_sweep(pool: Pool, arch: str, peer, fmts=("bf16",)):
                                                                           idx3, SM_SCALE, 512)
                             ms = timed(fn, ARGS.reps)
                             RESULTS["decode"].append(entry("decode", "sglang-0.5.23 triton", shape, fmt, ms, b, h))
+                            log(RESULTS["decode"][-1])
+                        if AITER is not None and fmt == "bf16":
+                            fn = aiter_call(q.view(b, h, 576), kv, idx, ctx, b)
+                            if not aiter_checked:
+                                aiter_checked = True
+                                aiter_sanity(fn, ours_decode(q, kv, idx, torch.float8_e4m3fn, arch, cfg)()[0],
+                                             f"decode B={b} H={h}")
+                            ms = timed(fn, ARGS.reps)
+                            RESULTS["decode"].append(entry("decode", AITER_NAME, shape, fmt, ms, b, h))
                             log(RESULTS["decode"][-1])
                     except Exception as e:  # noqa: BLE001
                         RESULTS["errors"].append(f"decode {shape} {fmt}: {type(e).__name__}: {e}")
@@ -503,6 +572,14 @@ def prefill_sweep(pool: Pool, arch: str, peer):
                                                     f"{compare(fn()[0], ref).__dict__}")
                         ms = timed(fn, reps)
                         RESULTS["prefill"].append(entry("prefill", "sglang-0.5.23 triton", shape, fmt, ms, t, h))
+                        log(RESULTS["prefill"][-1])
+                    if AITER is not None and fmt == "bf16" and left() > 40:
+                        fn = aiter_call(q, pool.kv(fmt), idx, small(65536, 4096), 1)
+                        if t == ts[0]:
+                            aiter_sanity(fn, ours_prefill(q, kv, idx, torch.float8_e4m3fn, arch)()[0],
+                                         f"prefill H={h} T={t}")
+                        ms = timed(fn, reps)
+                        RESULTS["prefill"].append(entry("prefill", AITER_NAME, shape, fmt, ms, t, h))
                         log(RESULTS["prefill"][-1])
                 except Exception as e:  # noqa: BLE001
                     RESULTS["errors"].append(f"prefill {shape} {fmt}: {type(e).__name__}: {e}")
@@ -710,6 +787,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT", "bench_out"))
     p.add_argument("--sglang-dir", default=None, help="folder with SGLang's triton_sparse_mla*.py (peer)")
+    p.add_argument("--aiter-src", default=None,
+                   help="folder with aiter's unified_attention_sparse_mla files from the amd-aiter wheel (peer)")
     p.add_argument("--sglang-prefill-configs", default="32,4,1;64,4,1;32,4,2;64,4,2",
                    help="restrict SGLang's prefill autotune to these 'BLOCK_N,warps,stages;...' ('' = all)")
     p.add_argument("--budget", type=float, default=270.0, help="seconds; parts are skipped when it runs out")
@@ -731,7 +810,7 @@ def main():
                    help="CPU smoke test of this script: TRITON_INTERPRET=1, tiny shapes, no peers")
     ARGS = p.parse_args()
     RESULTS["command"] = "python3 " + " ".join(sys.argv)
-    global DEV, TOPK
+    global DEV, TOPK, AITER
     if ARGS.smoke:
         DEV, TOPK = "cpu", 64
         os.environ["TRITON_INTERPRET"] = "1"
@@ -755,6 +834,13 @@ def main():
         except Exception as e:  # noqa: BLE001
             RESULTS["errors"].append(f"sglang peer: {type(e).__name__}: {e}")
             log("ERROR sglang", traceback.format_exc()[-800:])
+    if ARGS.aiter_src and not ARGS.smoke:
+        try:
+            AITER = load_aiter(ARGS.aiter_src)
+            log("aiter peer kernel loaded:", AITER_NAME)
+        except Exception as e:  # noqa: BLE001
+            RESULTS["errors"].append(f"aiter peer: {type(e).__name__}: {e}")
+            log("ERROR aiter", traceback.format_exc()[-800:])
     if "ceilings" in parts:
         ceilings()
     pool = Pool(128 * 131072 if DEV == "cuda" else 64 * 1024, with_fp8=True)

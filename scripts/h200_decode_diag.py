@@ -10,6 +10,8 @@ Parts (``--parts``, comma separated):
              the whole call's time (CUDA-graph replay, L2 flushed, as bench_sparse_mla.py times
              it): what the split-K merge and the launch gap cost
   configs    a few tile / split overrides (``CONFIG_CASES``), timed like the benchmark
+  scaling    kernel time against keys per program at a fixed 128 programs (B=128, one split),
+             decode H=16 / H=128 and the read-only gather: the fixed cost per program
   flush      the benchmark's timing with its L2 flush (zeroing 512 MB, which leaves the L2 full of
              dirty lines that the timed kernel then evicts to HBM), with a read-only flush (clean
              lines) and with none: how much of a short kernel's figure is the flush's write-back;
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import types
 
@@ -88,13 +89,13 @@ def _gather_kernel():
     return _GATHER
 
 
-def _gather_call(pool, idx, block_r: int, keys: int, warps: int, stages: int, fold: int = 0):
-    b = idx.shape[0]
-    splits = -(-bs.TOPK // keys)
+def _gather_call(pool, idx: torch.Tensor, block_r: int, keys: int, warps: int, stages: int, fold: int = 0):
+    b, topk = idx.shape
+    splits = -(-topk // keys)
     rows = pool.bf16.view(torch.int32).view(-1, 288)
     o = torch.empty(b, splits, 288, dtype=torch.int32, device="cuda")
     k = _gather_kernel()
-    return lambda: k[(b, splits)](rows, idx, o, keys, bs.TOPK, fold,  # noqa: E731
+    return lambda: k[(b, splits)](rows, idx, o, keys, topk, fold,  # noqa: E731
                                   BLOCK_R=block_r, num_warps=warps, num_stages=stages)
 
 
@@ -131,27 +132,32 @@ def _algo_bytes(b: int, h: int) -> int:
     return b * bs.TOPK * ROW_BYTES + b * h * (576 + 512) * 2
 
 
-def breakdown_part(pool, out: dict, copy_gbs: float):
+def _kernel_times(fn, n: int = 20) -> dict:
+    """Mean device time (us) per call of each kernel fn launches (torch.profiler, eager calls)."""
     from torch.profiler import ProfilerActivity, profile
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+    kernels = {}
+    for ev in prof.key_averages():
+        t = getattr(ev, "self_device_time_total", None)
+        if t is None:
+            t = ev.self_cuda_time_total
+        if t and ev.count:
+            kernels[ev.key[:60]] = round(t / n, 2)
+    return kernels
+
+
+def breakdown_part(pool, out: dict, copy_gbs: float):
     res = []
     for b, h in ((64, 16), (128, 16), (128, 128), (64, 128), (8, 16)):
         q, idx = _case(pool, b, h)
         fn = _call(pool, q, idx)
         total_ms = bs.timed(fn, 15)
-        fn()
-        torch.cuda.synchronize()
-        n = 20
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(n):
-                fn()
-            torch.cuda.synchronize()
-        kernels = {}
-        for ev in prof.key_averages():
-            t = getattr(ev, "self_device_time_total", None)
-            if t is None:
-                t = ev.self_cuda_time_total
-            if t and ev.count:
-                kernels[ev.key[:60]] = round(t / n, 2)
+        kernels = _kernel_times(fn)
         splits = sm.plan_splits(b, h, bs.TOPK, arch="sm90",
                                 num_units=torch.cuda.get_device_properties(0).multi_processor_count)
         e = {"B": b, "H": h, "splits": splits, "total_us": round(total_ms * 1e3, 2),
@@ -160,6 +166,24 @@ def breakdown_part(pool, out: dict, copy_gbs: float):
         res.append(e)
         bs.log("breakdown", e)
     out["breakdown"] = res
+
+
+def scaling_part(pool, out: dict):
+    """Kernel time against keys per program at a fixed 128 programs (B=128, one split): the
+    intercept is what a program pays whatever its length (launch, first gathers, tail)."""
+    res = []
+    for keys in (256, 512, 1024, 2048):
+        idx = bs.decode_indices(pool, 128, 1, 32768, topk=keys)
+        for h in (16, 128):
+            q = bs.queries(128, h).view(128, 1, h, 576)
+            e = {"keys": keys, "H": h, "kernels_us": _kernel_times(_call(pool, q, idx, None, 1))}
+            res.append(e)
+            bs.log("scaling", e)
+        g = _gather_call(pool, idx.view(128, keys), 64, keys, 8, 3)
+        e = {"keys": keys, "what": "read-only gather, one program per row", "kernels_us": _kernel_times(g)}
+        res.append(e)
+        bs.log("scaling", e)
+    out["scaling"] = res
 
 
 def configs_part(pool, out: dict, copy_gbs: float):
@@ -182,36 +206,6 @@ def configs_part(pool, out: dict, copy_gbs: float):
     out["configs"] = res
 
 
-def _timed_flush(fn, mode: str, reps: int = 25) -> float:
-    """Median us of a CUDA-graph replay of fn, after a flush of the given mode (``zero``: the
-    benchmark's, ``read``: a read-only pass over the same 512 MB, ``none``)."""
-    buf = torch.empty(512 << 20, dtype=torch.uint8, device="cuda")
-    words = buf.view(torch.int64)
-    fn()
-    torch.cuda.synchronize()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    times = []
-    for _ in range(reps + 3):
-        if mode == "zero":
-            buf.zero_()
-        elif mode == "read":
-            words.amax()
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3)
-    return round(statistics.median(times[3:]), 2)
-
-
 def flush_part(pool, out: dict, copy_gbs: float):
     res = []
     # (B, H, read-only gather tiling (BLOCK_R, keys per program, warps, stages) or None: decode)
@@ -222,7 +216,7 @@ def flush_part(pool, out: dict, copy_gbs: float):
         fn = _call(pool, q, idx) if tiling is None else _gather_call(pool, idx.view(b, bs.TOPK), *tiling)
         e = {"B": b, "H": h, "what": "decode" if tiling is None else f"read-only gather {tiling}"}
         for mode in ("zero", "read", "none"):
-            us = _timed_flush(fn, mode)
+            us = round(bs.timed(fn, 25, flush=mode) * 1e3, 2)
             nbytes = _algo_bytes(b, h) if h else b * bs.TOPK * ROW_BYTES
             e[mode] = {"us": us, "pct_copy": round(100 * nbytes / (us * 1e-6) / 1e9 / copy_gbs, 1)}
         res.append(e)
@@ -246,7 +240,8 @@ def main():
     for name, part in (("gather", lambda: gather_part(pool, out)),
                        ("breakdown", lambda: breakdown_part(pool, out, copy_gbs)),
                        ("configs", lambda: configs_part(pool, out, copy_gbs)),
-                       ("flush", lambda: flush_part(pool, out, copy_gbs))):
+                       ("flush", lambda: flush_part(pool, out, copy_gbs)),
+                       ("scaling", lambda: scaling_part(pool, out))):
         if name in parts:
             try:
                 part()

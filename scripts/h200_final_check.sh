@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Final H200 check of main after kernel/config changes (device tool, repo root, .peer carried):
-#   the HIP top-k exactness + timing script, the sparse MLA side-by-side sweep with SGLang 0.5.23 (numerics at full shapes + timing),
+# Final H200 check of main after kernel/config changes (device tool, repo root, .peer and .whl carried):
+#   the HIP top-k exactness + timing script, the sparse MLA side-by-side sweep with SGLang 0.5.23 and, with .whl carried,
+#   aiter's Triton sparse MLA (numerics at full shapes + timing),
 #   rocm-dsa run with the triton and hip providers (bf16 and FP8 cache, next_n 2), rocm-dsa check.
 # Usage: OUT=$OUT [PARTS="topk sparse hip run check"] [RUN_PROVIDERS="triton hip"] bash scripts/h200_final_check.sh
 set -uo pipefail
@@ -24,7 +25,10 @@ if has topk; then
   echo "== bench_topk_triton rc=$?"; tail -25 "$OUT/topk-triton/log.txt"
 fi
 if has sparse; then
-  python3 scripts/bench_sparse_mla.py --out "$OUT/sparse" --sglang-dir .peer/sglang_dsa \
+  # aiter's Triton sparse MLA as a second peer when its wheel files are carried (.whl/aiter_src)
+  aiter=()
+  [ -f .whl/aiter_src/aiter/ops/triton/unified_attention_sparse_mla.py ] && aiter=(--aiter-src .whl/aiter_src)
+  python3 scripts/bench_sparse_mla.py --out "$OUT/sparse" --sglang-dir .peer/sglang_dsa "${aiter[@]}" \
       --budget "${BENCH_BUDGET:-200}" --reps 12 ${SPARSE_ARGS:-} > "$OUT/sparse/log.txt" 2>&1
   echo "== bench_sparse_mla rc=$?"; tail -3 "$OUT/sparse/log.txt"
 fi
