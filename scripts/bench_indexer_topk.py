@@ -3,10 +3,11 @@
 
 Numerics at DeepSeek-V3.2 shapes against the reference provider, then speed with device events
 (triton.testing.do_bench: warm-up, median) against ceilings measured in the same run (a large
-device copy, fp8 and bf16 matmuls through torch), torch.topk, and aiter's Triton
-``fp8_mqa_logits`` when its source is given with ``--aiter-src`` (a folder holding
-``aiter/ops/triton/_triton_kernels/fp8_mqa_logits.py`` from the amd-aiter wheel; nothing of it is
-copied into this repo). Every figure printed here is a measurement on the machine it ran on.
+device copy, fp8 and bf16 matmuls through torch), torch.topk, and aiter's Triton indexer
+kernels when their source is given with ``--aiter-src`` (a folder holding
+``aiter/ops/triton/_triton_kernels/fp8_mqa_logits.py`` (prefill) and ``pa_mqa_logits.py``
+(paged decode) from the amd-aiter wheel; nothing of it is copied into this repo). Every figure
+printed here is a measurement on the machine it ran on.
 
 Usage: python scripts/bench_indexer_topk.py [--out DIR] [--aiter-src DIR] [--quick] [--sweep]
 (the top-k alone, with variants and an older topk.py side by side: scripts/bench_topk_triton.py)
@@ -429,11 +430,64 @@ def topk_speed(dev, sweep):
     return out
 
 
-def paged_speed(dev, fp8, quick, sweep):
+def load_aiter_kernels(aiter_src, name):
+    """One of aiter's ``_triton_kernels`` files, loaded by path (it imports only triton)."""
+    path = os.path.join(aiter_src, f"aiter/ops/triton/_triton_kernels/{name}.py")
+    spec = importlib.util.spec_from_file_location(f"aiter_{name}_kernels", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def aiter_paged_logits(mod, q, cache, w, lens, table):
+    """aiter's paged indexer (``_deepgemm_fp8_paged_mqa_logits`` with the launch of its wrapper
+    ``deepgemm_fp8_paged_mqa_logits``: all heads per program, 64-token chunks, 5 context
+    splits). It reads page-size-1 records (128 FP8 values then the fp32 scale, 132 bytes per
+    token) by token id, so the same keys are copied into that layout first (outside the timing).
+    Returns a no-argument call giving logits [B * next_n, max_model_len] fp32. Its causal mask
+    keeps positions <= len - j for MTP token j (ours: <= len - next_n + j).
+    Raises ValueError for a cache of 2 GiB or more: the kernel's byte offsets are 32-bit (on the
+    H200, B=128 x 128K tokens gave wrong logits with next_n 1 and an illegal address with next_n 2,
+    docs/results/indexer-peers-h200-v5)."""
+    b, nn, h, d = q.shape
+    page = cache.page_size
+    ctx = table.shape[1] * page
+    if cache.buffer.numel() >= 2 ** 31:
+        raise ValueError(f"aiter paged logits: cache of {cache.buffer.numel() / 2 ** 30:.1f} GiB needs 64-bit "
+                         "offsets, which the kernel does not use; not run")
+    pos = torch.arange(ctx, device=q.device)
+    token = (table.long()[:, pos // page] * page + pos % page)  # [B, ctx] token ids
+    from rocm_dsa.cache import indexer_cache_views
+
+    values, scales = indexer_cache_views(cache.buffer, d)
+    rec = torch.empty(values.shape[0] * page, d + 4, dtype=torch.uint8, device=q.device)
+    rec[:, :d] = values.reshape(-1, d)
+    rec[:, d:] = scales.reshape(-1, 1).view(torch.uint8).reshape(-1, 4)
+    kv = rec[:, :d].view(q.dtype)
+    kv_scale = rec[:, d:].view(torch.float32)
+    idx = token.to(torch.int32).contiguous()
+    out = torch.empty(b * nn, ctx, dtype=torch.float32, device=q.device)
+
+    def call():
+        mod._deepgemm_fp8_paged_mqa_logits[(b * nn * 5,)](
+            b, nn, h, q, q.stride(0), q.stride(1), q.stride(2), kv, kv.stride(0), kv_scale, kv_scale.stride(0),
+            lens, idx, w, w.stride(0), out, out.stride(0), ctx, idx.shape[1],
+            ChunkQ=h, ChunkK=64, HiddenDim=d, SplitKV=5)
+        return out
+    return call
+
+
+def paged_speed(dev, fp8, quick, sweep, aiter_src=None):
     from rocm_dsa import ops
     from rocm_dsa.triton_kernels import indexer as ix
 
     out = {}
+    aiter = None
+    if aiter_src:
+        try:
+            aiter = load_aiter_kernels(aiter_src, "pa_mqa_logits")
+        except Exception as e:  # noqa: BLE001
+            out["aiter_error"] = f"load: {type(e).__name__}: {e}"
     if sweep:  # B=128, 32K context, next_n 1: memory bound, pick BLOCK_N / warps / stages
         q, cache, w, lens, table = make_paged(128, 32768, 1, 64, fp8, dev)
         lens.fill_(32768)
@@ -469,6 +523,17 @@ def paged_speed(dev, fp8, quick, sweep):
                         q, cache, w, lens, table, k=2048, return_slots=True, provider="triton"))
                 except Exception as e:  # noqa: BLE001
                     row["graph_error"] = str(e)[:200]
+                if aiter is not None:
+                    try:
+                        fa = aiter_paged_logits(aiter, q, cache, w, lens, table)
+                        got = fa()[:, : ctx - nn + 1]
+                        mine = ops.indexer_logits_paged(q, cache, w, lens, table, provider="triton")
+                        mine = mine.reshape(got.shape[0], -1)[:, : ctx - nn + 1]
+                        row["aiter_vs_triton"] = diff(got, mine)  # positions both causal masks keep
+                        ta = bench(fa)
+                        row.update({"aiter_logits_ms": ta, "aiter_logits_GBps": (kv_bytes + out_bytes) / ta / 1e6})
+                    except Exception as e:  # noqa: BLE001
+                        row["aiter_error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 out[key] = row
                 log(key, row)
     return out
@@ -527,7 +592,7 @@ def main():
     if want("topk"):
         topk_speed(dev, a.sweep)
     if want("paged"):
-        paged_speed(dev, fp8, a.quick, a.sweep)
+        paged_speed(dev, fp8, a.quick, a.sweep, a.aiter_src)
     if want("fused"):
         fused_speed(dev, fp8)
     os.makedirs(a.out, exist_ok=True)
@@ -559,7 +624,8 @@ def summary(res):
     for key, row in (s.get("paged_speed") or {}).items():
         if "logits_ms" in row:
             print(f"paged {key}: {row['logits_ms'] * 1e3:.1f} us {row['logits_GBps']:.0f} GB/s; fused+topk "
-                  f"{row['fused_topk_ms'] * 1e3:.1f} us (graph {row.get('fused_topk_graph_ms', 0) * 1e3:.1f})")
+                  f"{row['fused_topk_ms'] * 1e3:.1f} us (graph {row.get('fused_topk_graph_ms', 0) * 1e3:.1f})"
+                  + (f"; aiter logits {row['aiter_logits_ms'] * 1e3:.1f} us" if "aiter_logits_ms" in row else ""))
         else:
             print(f"paged {key}: {row}")
     if s.get("fused_prefill_speed"):
