@@ -157,43 +157,63 @@ def gather_ceiling(pool: "Pool"):
     log("gather ceiling", RESULTS["ceilings"])
 
 
-def gather_read_ceiling(pool: "Pool"):
-    """A read-only random-row gather of the decode sweep's rows (B=128, 2048 random rows of a
-    32K context each, 1152 B/row): a small Triton kernel XOR-folds each gathered row into
-    registers, many programs per SM; bytes read / time, the best of two tilings. The roofline of
-    a decode kernel that streams the same rows once (no output rows written)."""
+_GATHER_READ = None
+
+
+def gather_read_call(rows: torch.Tensor, idx: torch.Tensor, block_r: int, keys: int, warps: int,
+                     stages: int | None = None, fold: int = 0):
+    """A no-argument launch of the read-only gather kernel: each program XOR-folds ``keys`` of a
+    row's slots (``idx`` [B, topk] int32) of ``rows`` ([N, 288] int32 = 1152-B rows) into
+    registers, BLOCK_R rows a step. ``fold`` > 0 maps every slot into the first ``fold`` rows (an
+    L2-resident set). Used by the ceilings here and by scripts/h200_decode_diag.py."""
+    global _GATHER_READ
     import triton
     import triton.language as tl
 
-    @triton.jit
-    def _gather_read(rows_ptr, idx_ptr, out_ptr, keys_per_prog, topk, BLOCK_R: tl.constexpr):
-        r = tl.program_id(0)
-        sp = tl.program_id(1)
-        w = tl.arange(0, 256)
-        w2 = tl.arange(0, 32)
-        acc = tl.zeros([BLOCK_R, 256], tl.int32)
-        acc2 = tl.zeros([BLOCK_R, 32], tl.int32)
-        k_lo = sp * keys_per_prog
-        for k0 in range(k_lo, k_lo + keys_per_prog, BLOCK_R):
-            kk = k0 + tl.arange(0, BLOCK_R)
-            m = kk < topk
-            row = tl.load(idx_ptr + r * topk + kk, mask=m, other=0).to(tl.int64)
-            acc ^= tl.load(rows_ptr + row[:, None] * 288 + w[None, :], mask=m[:, None], other=0)
-            acc2 ^= tl.load(rows_ptr + row[:, None] * 288 + 256 + w2[None, :], mask=m[:, None], other=0)
-        o = out_ptr + (r * tl.num_programs(1) + sp) * 288
-        tl.store(o + w, tl.xor_sum(acc, axis=0))
-        tl.store(o + 256 + w2, tl.xor_sum(acc2, axis=0))
+    if _GATHER_READ is None:
+        @triton.jit
+        def _gather_read(rows_ptr, idx_ptr, out_ptr, keys_per_prog, topk, BLOCK_R: tl.constexpr,
+                         FOLD: tl.constexpr):
+            r = tl.program_id(0)
+            sp = tl.program_id(1)
+            w = tl.arange(0, 256)
+            w2 = tl.arange(0, 32)
+            acc = tl.zeros([BLOCK_R, 256], tl.int32)
+            acc2 = tl.zeros([BLOCK_R, 32], tl.int32)
+            k_lo = sp * keys_per_prog
+            for k0 in range(k_lo, k_lo + keys_per_prog, BLOCK_R):
+                kk = k0 + tl.arange(0, BLOCK_R)
+                m = kk < topk
+                row = tl.load(idx_ptr + r * topk + kk, mask=m, other=0).to(tl.int64)
+                if FOLD > 0:
+                    row = row % FOLD
+                acc ^= tl.load(rows_ptr + row[:, None] * 288 + w[None, :], mask=m[:, None], other=0)
+                acc2 ^= tl.load(rows_ptr + row[:, None] * 288 + 256 + w2[None, :], mask=m[:, None], other=0)
+            o = out_ptr + (r * tl.num_programs(1) + sp) * 288
+            tl.store(o + w, tl.xor_sum(acc, axis=0))
+            tl.store(o + 256 + w2, tl.xor_sum(acc2, axis=0))
 
+        _GATHER_READ = _gather_read
+    b, topk = idx.shape
+    splits = triton.cdiv(topk, keys)
+    out = torch.empty(b, splits, 288, dtype=torch.int32, device=rows.device)
+    opts = {"num_warps": warps, **({"num_stages": stages} if stages else {})}
+    kernel = _GATHER_READ
+    return lambda: kernel[(b, splits)](rows, idx, out, keys, topk, BLOCK_R=block_r, FOLD=fold, **opts)
+
+
+def gather_read_ceiling(pool: "Pool"):
+    """A read-only random-row gather of the decode sweep's rows (B=128, 2048 random rows of a
+    32K context each, 1152 B/row): a small Triton kernel (:func:`gather_read_call`) XOR-folds each
+    gathered row into registers, many programs per SM; bytes read / time, the best of two
+    tilings. The roofline of a decode kernel that streams the same rows once (no output rows
+    written)."""
     b = small(128, 2)
     idx = decode_indices(pool, b, 1, small(32768, 2048)).view(b, TOPK)
     rows = pool.bf16.view(torch.int32).view(-1, 288)
     best = None
     for block_r, keys, warps in ((32, 256, 4), (16, 128, 4)):
-        splits = triton.cdiv(TOPK, keys)
-        out = torch.empty(b, splits, 288, dtype=torch.int32, device=DEV)
-        fn = lambda: _gather_read[(b, splits)](rows, idx, out, keys, TOPK, BLOCK_R=block_r,  # noqa: E731
-                                             num_warps=warps)
-        ms = timed(fn, 10)
+        ms = timed(gather_read_call(rows, idx, block_r, keys, warps), 10)
         gbs = idx.numel() * 1152 / ms / 1e6
         best = gbs if best is None else max(best, gbs)
     RESULTS["ceilings"]["gather_read_GBps"] = round(best, 1)

@@ -52,51 +52,9 @@ CONFIG_CASES = [
 ]
 
 
-_GATHER = None
-
-
-def _gather_kernel():
-    """The benchmark's read-only gather kernel (bench_sparse_mla.gather_read_ceiling), with an
-    optional fold of the slots into ``fold`` rows (an L2-resident set)."""
-    global _GATHER
-    if _GATHER is not None:
-        return _GATHER
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def _gather_read(rows_ptr, idx_ptr, out_ptr, keys_per_prog, topk, fold, BLOCK_R: tl.constexpr):
-        r = tl.program_id(0)
-        sp = tl.program_id(1)
-        w = tl.arange(0, 256)
-        w2 = tl.arange(0, 32)
-        acc = tl.zeros([BLOCK_R, 256], tl.int32)
-        acc2 = tl.zeros([BLOCK_R, 32], tl.int32)
-        k_lo = sp * keys_per_prog
-        for k0 in range(k_lo, k_lo + keys_per_prog, BLOCK_R):
-            kk = k0 + tl.arange(0, BLOCK_R)
-            m = kk < topk
-            row = tl.load(idx_ptr + r * topk + kk, mask=m, other=0).to(tl.int64)
-            if fold > 0:
-                row = row % fold
-            acc ^= tl.load(rows_ptr + row[:, None] * 288 + w[None, :], mask=m[:, None], other=0)
-            acc2 ^= tl.load(rows_ptr + row[:, None] * 288 + 256 + w2[None, :], mask=m[:, None], other=0)
-        o = out_ptr + (r * tl.num_programs(1) + sp) * 288
-        tl.store(o + w, tl.xor_sum(acc, axis=0))
-        tl.store(o + 256 + w2, tl.xor_sum(acc2, axis=0))
-
-    _GATHER = _gather_read
-    return _GATHER
-
-
 def _gather_call(pool, idx: torch.Tensor, block_r: int, keys: int, warps: int, stages: int, fold: int = 0):
-    b, topk = idx.shape
-    splits = -(-topk // keys)
-    rows = pool.bf16.view(torch.int32).view(-1, 288)
-    o = torch.empty(b, splits, 288, dtype=torch.int32, device="cuda")
-    k = _gather_kernel()
-    return lambda: k[(b, splits)](rows, idx, o, keys, topk, fold,  # noqa: E731
-                                  BLOCK_R=block_r, num_warps=warps, num_stages=stages)
+    """The benchmark's read-only gather (bench_sparse_mla.gather_read_call) over the pool's rows."""
+    return bs.gather_read_call(pool.bf16.view(torch.int32).view(-1, 288), idx, block_r, keys, warps, stages, fold)
 
 
 def gather_part(pool, out: dict):
