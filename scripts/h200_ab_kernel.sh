@@ -18,6 +18,9 @@ sides=(A B C D E F G H)
 i=0
 for src in "$OUT/.A_saved" $ALT; do
   side=${sides[$i]}; i=$((i + 1))
+  # TARGET itself in ALT means the working tree's version again (a copy onto itself would leave
+  # the previous side's file in place)
+  [ "$src" -ef "$TARGET" ] && src="$OUT/.A_saved"
   cp "$src" "$TARGET"
   mkdir -p "$OUT/$side"
   RUN_OUT="$OUT/$side" bash -c "$CMD" > "$OUT/$side/log.txt" 2>&1
