@@ -6,8 +6,9 @@ Numerics at DeepSeek-V3.2 shapes against the reference provider, then speed with
 device copy, fp8 and bf16 matmuls through torch), torch.topk, and aiter's Triton indexer
 kernels when their source is given with ``--aiter-src`` (a folder holding
 ``aiter/ops/triton/_triton_kernels/fp8_mqa_logits.py`` (prefill) and ``pa_mqa_logits.py``
-(paged decode) from the amd-aiter wheel; nothing of it is copied into this repo). Every figure
-printed here is a measurement on the machine it ran on.
+(paged decode) from the amd-aiter wheel, or the site-packages folder of an installed amd-aiter;
+nothing of it is copied into this repo). Every figure printed here is a measurement on the
+machine it ran on.
 
 Usage: python scripts/bench_indexer_topk.py [--out DIR] [--aiter-src DIR] [--quick] [--sweep]
 (the top-k alone, with variants and an older topk.py side by side: scripts/bench_topk_triton.py)

@@ -24,7 +24,8 @@ never committed here). Their package imports are satisfied by small stubs writte
 ``aiter/ops/triton/_triton_kernels/unified_attention_sparse_mla.py`` from the amd-aiter wheel
 (no ``__init__.py``: imported as a namespace package, so aiter's ROCm-only package init never
 runs; never committed here): aiter's Triton sparse MLA, bf16 cache, output only (no LSE), run
-with its own launch settings.
+with its own launch settings. On a ROCm machine with amd-aiter installed, the site-packages
+folder that holds ``aiter`` works as DIR too.
 
 Usage (H200 device call; write results to $OUT):
     python3 scripts/bench_sparse_mla.py --out $OUT --sglang-dir .peer/sglang_dsa \
