@@ -6,8 +6,9 @@ Numerics at DeepSeek-V3.2 shapes against the reference provider, then speed with
 device copy, fp8 and bf16 matmuls through torch), torch.topk, and aiter's Triton indexer
 kernels when their source is given with ``--aiter-src`` (a folder holding
 ``aiter/ops/triton/_triton_kernels/fp8_mqa_logits.py`` (prefill) and ``pa_mqa_logits.py``
-(paged decode) from the amd-aiter wheel, or the site-packages folder of an installed amd-aiter;
-nothing of it is copied into this repo). Every figure printed here is a measurement on the
+(paged decode) from the amd-aiter wheel; nothing of it is copied into this repo; the launches
+are written against 0.1.7.post2.dev18, and other aiter versions or an installed amd-aiter's
+site-packages folder are untested). Every figure printed here is a measurement on the
 machine it ran on.
 
 Usage: python scripts/bench_indexer_topk.py [--out DIR] [--aiter-src DIR] [--quick] [--sweep]
@@ -478,6 +479,7 @@ def aiter_paged_logits(mod, q, cache, w, lens, table):
     return call
 
 
+@section("paged_speed")
 def paged_speed(dev, fp8, quick, sweep, aiter_src=None):
     from rocm_dsa import ops
     from rocm_dsa.triton_kernels import indexer as ix
@@ -530,7 +532,11 @@ def paged_speed(dev, fp8, quick, sweep, aiter_src=None):
                         got = fa()[:, : ctx - nn + 1]
                         mine = ops.indexer_logits_paged(q, cache, w, lens, table, provider="triton")
                         mine = mine.reshape(got.shape[0], -1)[:, : ctx - nn + 1]
-                        row["aiter_vs_triton"] = diff(got, mine)  # positions both causal masks keep
+                        # every context is full (lens.fill_ above), so the first ctx - next_n + 1
+                        # positions are the ones both causal masks keep (aiter leaves columns past
+                        # a shorter context unwritten)
+                        assert bool((lens == ctx).all())
+                        row["aiter_vs_triton"] = diff(got, mine)
                         ta = bench(fa)
                         row.update({"aiter_logits_ms": ta, "aiter_logits_GBps": (kv_bytes + out_bytes) / ta / 1e6})
                     except Exception as e:  # noqa: BLE001

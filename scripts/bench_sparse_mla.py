@@ -24,8 +24,8 @@ never committed here). Their package imports are satisfied by small stubs writte
 ``aiter/ops/triton/_triton_kernels/unified_attention_sparse_mla.py`` from the amd-aiter wheel
 (no ``__init__.py``: imported as a namespace package, so aiter's ROCm-only package init never
 runs; never committed here): aiter's Triton sparse MLA, bf16 cache, output only (no LSE), run
-with its own launch settings. On a ROCm machine with amd-aiter installed, the site-packages
-folder that holds ``aiter`` works as DIR too.
+with its own launch settings (written against 0.1.7.post2.dev18; other versions, or an
+installed amd-aiter's site-packages folder as DIR, are untested).
 
 Usage (H200 device call; write results to $OUT):
     python3 scripts/bench_sparse_mla.py --out $OUT --sglang-dir .peer/sglang_dsa \
@@ -81,7 +81,7 @@ _FIRST = True
 def timed(fn, reps: int, graph: bool = True, flush: str = "zero") -> float:
     """Median device time (ms) of fn() over reps. Before each run the L2 is flushed: ``zero``
     writes a 512 MB buffer (as Triton's do_bench does; it leaves dirty lines that the timed call
-    writes back, 7-11 us on the H200, docs/results/decode-diag-h200-v5), ``read`` reads it (clean
+    writes back, 7-12 us on the H200, docs/results/decode-diag-h200-v5), ``read`` reads it (clean
     lines), ``none`` skips the flush."""
     global _FLUSH
     if DEV == "cpu":
@@ -120,6 +120,8 @@ def timed(fn, reps: int, graph: bool = True, flush: str = "zero") -> float:
             _FLUSH.zero_()
         elif flush == "read":
             _FLUSH.view(torch.int64).amax()
+        elif flush != "none":
+            raise ValueError(f"flush: expected 'zero', 'read' or 'none', got {flush!r}")
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         run()
@@ -195,6 +197,9 @@ def gather_read_call(rows: torch.Tensor, idx: torch.Tensor, block_r: int, keys: 
             tl.store(o + 256 + w2, tl.xor_sum(acc2, axis=0))
 
         _GATHER_READ = _gather_read
+    if keys % block_r:
+        raise ValueError(f"keys: expected a multiple of block_r={block_r}, got {keys} (a program would "
+                         "read into the next one's keys)")
     b, topk = idx.shape
     splits = triton.cdiv(topk, keys)
     out = torch.empty(b, splits, 288, dtype=torch.int32, device=rows.device)
@@ -521,7 +526,7 @@ def decode_sweep(pool: Pool, arch: str, peer, fmts=("bf16",)):
     batches = [int(x) for x in ARGS.batches.split(",")]
     heads = [int(x) for x in ARGS.heads.split(",")]
     ctxs = [int(x) for x in ARGS.contexts.split(",")]
-    aiter_checked = False
+    aiter_checked = set()  # head counts whose aiter output was compared with ours
     for fmt in fmts:
         for ctx in ctxs:
             for h in heads:
@@ -550,8 +555,8 @@ def decode_sweep(pool: Pool, arch: str, peer, fmts=("bf16",)):
                             log(RESULTS["decode"][-1])
                         if AITER is not None and fmt == "bf16":
                             fn = aiter_call(q.view(b, h, 576), kv, idx, ctx, b)
-                            if not aiter_checked:
-                                aiter_checked = True
+                            if h not in aiter_checked:
+                                aiter_checked.add(h)
                                 aiter_sanity(fn, ours_decode(q, kv, idx, torch.float8_e4m3fn, arch, cfg)()[0],
                                              f"decode B={b} H={h}")
                             ms = timed(fn, ARGS.reps)

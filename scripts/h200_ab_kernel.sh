@@ -16,13 +16,14 @@ cp "$TARGET" "$OUT/.A_saved"
 trap 'cp "$OUT/.A_saved" "$TARGET"; rm -f "$OUT/.A_saved"' EXIT
 sides=(A B C D E F G H)
 i=0
-for src in "$OUT/.A_saved" $ALT; do
+for name in "$OUT/.A_saved" $ALT; do
   side=${sides[$i]}; i=$((i + 1))
   # TARGET itself in ALT means the working tree's version again (a copy onto itself would leave
   # the previous side's file in place)
+  src=$name
   [ "$src" -ef "$TARGET" ] && src="$OUT/.A_saved"
   cp "$src" "$TARGET"
   mkdir -p "$OUT/$side"
   RUN_OUT="$OUT/$side" bash -c "$CMD" > "$OUT/$side/log.txt" 2>&1
-  echo "== $side rc=$? ($([ "$side" = A ] && echo "working tree" || echo "$src"))"
+  echo "== $side rc=$? ($([ "$side" = A ] && echo "working tree" || echo "$name"))"
 done

@@ -10,8 +10,9 @@ Parts (``--parts``, comma separated):
              the whole call's time (CUDA-graph replay, L2 flushed, as bench_sparse_mla.py times
              it): what the split-K merge and the launch gap cost
   configs    a few tile / split overrides (``CONFIG_CASES``), timed like the benchmark
-  scaling    kernel time against keys per program at a fixed 128 programs (B=128, one split),
-             decode H=16 / H=128 and the read-only gather: the fixed cost per program
+  scaling    kernel time against keys per program at a fixed 128 query rows (B=128, one split:
+             128 programs at H=16, 256 at H=128), decode H=16 / H=128 and the read-only gather
+             with one program per row: the fixed cost per program
   flush      the benchmark's timing with its L2 flush (zeroing 512 MB, which leaves the L2 full of
              dirty lines that the timed kernel then evicts to HBM), with a read-only flush (clean
              lines) and with none: how much of a short kernel's figure is the flush's write-back;
@@ -127,8 +128,8 @@ def breakdown_part(pool, out: dict, copy_gbs: float):
 
 
 def scaling_part(pool, out: dict):
-    """Kernel time against keys per program at a fixed 128 programs (B=128, one split): the
-    intercept is what a program pays whatever its length (launch, first gathers, tail)."""
+    """Kernel time against keys per program at a fixed 128 query rows (B=128, one split; 128
+    programs at H=16, 256 at H=128): the intercept is the fill and drain of a program."""
     res = []
     for keys in (256, 512, 1024, 2048):
         idx = bs.decode_indices(pool, 128, 1, 32768, topk=keys)
