@@ -840,6 +840,11 @@ def main():
     if ARGS.smoke:
         DEV, TOPK = "cpu", 64
         os.environ["TRITON_INTERPRET"] = "1"
+
+        def capped(csv: str, cap: int) -> str:
+            return ",".join(dict.fromkeys(str(min(int(x), cap)) for x in csv.split(",")))
+        # the smoke pool (64K slots) holds B x context <= 64K: decode at B <= 2, contexts <= 4K
+        ARGS.batches, ARGS.contexts = capped(ARGS.batches, 2), capped(ARGS.contexts, 4096)
     elif not torch.cuda.is_available():
         sys.exit("bench_sparse_mla: needs a CUDA/ROCm GPU (or --smoke)")
     from rocm_dsa.platform import detect
