@@ -307,13 +307,20 @@ def indexer_speed(dev, fp8, aiter_src, sweep):
     return out
 
 
+def load_aiter_kernels(aiter_src, name):
+    """One of aiter's ``_triton_kernels`` files, loaded by path (it imports only triton)."""
+    path = os.path.join(aiter_src, f"aiter/ops/triton/_triton_kernels/{name}.py")
+    spec = importlib.util.spec_from_file_location(f"aiter_{name}_kernels", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def aiter_indexer(args, flops, aiter_src):
-    path = os.path.join(aiter_src, "aiter/ops/triton/_triton_kernels/fp8_mqa_logits.py")
-    r = {"source": path}
+    r = {}
     try:
-        spec = importlib.util.spec_from_file_location("aiter_fp8_mqa_logits_kernel", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        mod = load_aiter_kernels(aiter_src, "fp8_mqa_logits")
+        r["source"] = mod.__file__
     except Exception as e:  # noqa: BLE001
         r["error"] = f"load: {type(e).__name__}: {e}"
         return r
@@ -430,15 +437,6 @@ def topk_speed(dev, sweep):
             out[f"sweep_{name}"] = r
             log(name, r)
     return out
-
-
-def load_aiter_kernels(aiter_src, name):
-    """One of aiter's ``_triton_kernels`` files, loaded by path (it imports only triton)."""
-    path = os.path.join(aiter_src, f"aiter/ops/triton/_triton_kernels/{name}.py")
-    spec = importlib.util.spec_from_file_location(f"aiter_{name}_kernels", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def aiter_paged_logits(mod, q, cache, w, lens, table):

@@ -359,7 +359,8 @@ def load_aiter(src_dir: str):
 
     ver = os.path.join(src_dir, "aiter/_version.py")
     if os.path.exists(ver):
-        m = re.search(r"['\"]([^'\"]+)['\"]", open(ver).read())
+        with open(ver) as f:
+            m = re.search(r"['\"]([^'\"]+)['\"]", f.read())
         AITER_NAME = f"aiter-{m.group(1)} triton" if m else AITER_NAME
     return unified_attention_sparse_mla
 
@@ -383,11 +384,12 @@ def aiter_call(q: torch.Tensor, kv: torch.Tensor, idx: torch.Tensor, ctx: int, s
     return call
 
 
-def aiter_sanity(call, ref_out: torch.Tensor, what: str):
-    """Record how aiter's output compares with ours on the first case of a sweep."""
+def peer_sanity(peer: str, got: torch.Tensor, ref_out: torch.Tensor, what: str):
+    """Record (notes and log) how a peer's output compares with ours: the sanity check that it
+    computes the same attention, on a sweep's first case."""
     from rocm_dsa.testing import compare
 
-    RESULTS["notes"].append(f"aiter {what} vs ours: {compare(call().view_as(ref_out), ref_out).__dict__}")
+    RESULTS["notes"].append(f"{peer} {what} vs ours: {compare(got.view_as(ref_out), ref_out).__dict__}")
     log(RESULTS["notes"][-1])
 
 
@@ -557,8 +559,8 @@ def decode_sweep(pool: Pool, arch: str, peer, fmts=("bf16",)):
                             fn = aiter_call(q.view(b, h, 576), kv, idx, ctx, b)
                             if h not in aiter_checked:
                                 aiter_checked.add(h)
-                                aiter_sanity(fn, ours_decode(q, kv, idx, torch.float8_e4m3fn, arch, cfg)()[0],
-                                             f"decode B={b} H={h}")
+                                peer_sanity("aiter", fn(), ours_decode(q, kv, idx, torch.float8_e4m3fn, arch, cfg)()[0],
+                                            f"decode B={b} H={h}")
                             ms = timed(fn, ARGS.reps)
                             RESULTS["decode"].append(entry("decode", AITER_NAME, shape, fmt, ms, b, h))
                             log(RESULTS["decode"][-1])
@@ -587,23 +589,22 @@ def prefill_sweep(pool: Pool, arch: str, peer):
                     ms = timed(ours_prefill(q, kv, idx, torch.float8_e4m3fn, arch, cfg), reps)
                     RESULTS["prefill"].append(entry("prefill", "rocm-dsa triton", shape, fmt, ms, t, h, cfg))
                     log(RESULTS["prefill"][-1])
+                    ref = None  # ours (JSON config) for the peers' sanity checks at the first T, once
                     if peer is not None and fmt == "bf16" and left() > 40:
                         fn = lambda: peer[0].triton_sparse_mla_fwd(q[..., :512], q[..., 512:], kv, idx,  # noqa: E731
                                                                    SM_SCALE, 512)
-                        if t == ts[0]:  # sanity: the peer computes the same attention
-                            from rocm_dsa.testing import compare
-
+                        if t == ts[0]:
                             ref = ours_prefill(q, kv, idx, torch.float8_e4m3fn, arch)()[0]
-                            RESULTS["notes"].append(f"sglang prefill H={h} T={t} vs ours: "
-                                                    f"{compare(fn()[0], ref).__dict__}")
+                            peer_sanity("sglang", fn()[0], ref, f"prefill H={h} T={t}")
                         ms = timed(fn, reps)
                         RESULTS["prefill"].append(entry("prefill", "sglang-0.5.23 triton", shape, fmt, ms, t, h))
                         log(RESULTS["prefill"][-1])
                     if AITER is not None and fmt == "bf16" and left() > 40:
                         fn = aiter_call(q, pool.kv(fmt), idx, small(65536, 4096), 1)
                         if t == ts[0]:
-                            aiter_sanity(fn, ours_prefill(q, kv, idx, torch.float8_e4m3fn, arch)()[0],
-                                         f"prefill H={h} T={t}")
+                            if ref is None:
+                                ref = ours_prefill(q, kv, idx, torch.float8_e4m3fn, arch)()[0]
+                            peer_sanity("aiter", fn(), ref, f"prefill H={h} T={t}")
                         ms = timed(fn, reps)
                         RESULTS["prefill"].append(entry("prefill", AITER_NAME, shape, fmt, ms, t, h))
                         log(RESULTS["prefill"][-1])

@@ -87,8 +87,9 @@ def _call(pool, q, idx, config=None, num_splits=None):
                                         arch="sm90", config=config, num_splits=num_splits)
 
 
-def _algo_bytes(b: int, h: int) -> int:
-    return b * bs.TOPK * ROW_BYTES + b * h * (576 + 512) * 2
+def _pct_copy(nbytes: float, us: float, copy_gbs: float) -> float:
+    """Bytes moved in ``us`` microseconds as a percentage of the measured copy bandwidth."""
+    return round(100 * nbytes / (us * 1e-6) / 1e9 / copy_gbs, 1)
 
 
 def _kernel_times(fn, n: int = 20) -> dict:
@@ -120,7 +121,7 @@ def breakdown_part(pool, out: dict, copy_gbs: float):
         splits = sm.plan_splits(b, h, bs.TOPK, arch="sm90",
                                 num_units=torch.cuda.get_device_properties(0).multi_processor_count)
         e = {"B": b, "H": h, "splits": splits, "total_us": round(total_ms * 1e3, 2),
-             "pct_copy": round(100 * _algo_bytes(b, h) / (total_ms * 1e-3) / 1e9 / copy_gbs, 1),
+             "pct_copy": _pct_copy(bs.bytes_moved(b, h, "bf16"), total_ms * 1e3, copy_gbs),
              "kernels_us": kernels}
         res.append(e)
         bs.log("breakdown", e)
@@ -156,7 +157,7 @@ def configs_part(pool, out: dict, copy_gbs: float):
             diff = (got[0].float() - ref[0].float()).abs().max().item()
             ms = bs.timed(fn, 15)
             e = {"B": b, "H": h, "config": cfg, "num_splits": splits, "us": round(ms * 1e3, 2),
-                 "pct_copy": round(100 * _algo_bytes(b, h) / (ms * 1e-3) / 1e9 / copy_gbs, 1),
+                 "pct_copy": _pct_copy(bs.bytes_moved(b, h, "bf16"), ms * 1e3, copy_gbs),
                  "max_abs_vs_default": diff}
         except Exception as ex:  # noqa: BLE001  (a config the GPU cannot run is a result too)
             e = {"B": b, "H": h, "config": cfg, "num_splits": splits, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
@@ -176,8 +177,8 @@ def flush_part(pool, out: dict, copy_gbs: float):
         e = {"B": b, "H": h, "what": "decode" if tiling is None else f"read-only gather {tiling}"}
         for mode in ("zero", "read", "none"):
             us = round(bs.timed(fn, 25, flush=mode) * 1e3, 2)
-            nbytes = _algo_bytes(b, h) if h else b * bs.TOPK * ROW_BYTES
-            e[mode] = {"us": us, "pct_copy": round(100 * nbytes / (us * 1e-6) / 1e9 / copy_gbs, 1)}
+            nbytes = bs.bytes_moved(b, h, "bf16") if h else b * bs.TOPK * ROW_BYTES
+            e[mode] = {"us": us, "pct_copy": _pct_copy(nbytes, us, copy_gbs)}
         res.append(e)
         bs.log("flush", e)
     out["flush"] = res
